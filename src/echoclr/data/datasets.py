@@ -1,0 +1,148 @@
+"""Datasets over a preprocessed cache: clips for fine-tuning, pairs for pretraining.
+
+Items are uint8 tensors; scaling, augmentation and frame permutation run batched in the
+training step (see ``transforms``), so the loader only memory-maps and slices arrays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import Dataset
+
+from echoclr.data.manifest import read_manifest
+from echoclr.data.transforms import (
+    clip_indices, evenly_spaced_starts, random_start, sample_clip,
+)
+
+
+class VideoCache:
+    """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8 (T, H, W))."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest = self.root / "manifest.csv"
+        if not manifest.is_file():
+            raise FileNotFoundError(
+                f"{self.root}: not an echoclr cache (no manifest.csv); run `echoclr ingest` first")
+        self.manifest = read_manifest(manifest)
+        config = self.root / "ingest_config.json"
+        self.config = json.loads(config.read_text()) if config.is_file() else {}
+
+    def rows(self, split: str | None = None, view: str | None = None) -> pd.DataFrame:
+        """Manifest rows of one split (and view), index reset."""
+        df = self.manifest
+        if split is not None:
+            df = df[df["split"] == split]
+        if view is not None and "view" in df.columns:
+            df = df[df["view"] == view]
+        return df.reset_index(drop=True)
+
+    def open(self, path: str) -> np.ndarray:
+        """Memory-map one cached video: uint8 (T, H, W); only sliced frames are read."""
+        return np.load(self.root / path, mmap_mode="r")
+
+
+class _CacheDataset(Dataset):
+    """Shared machinery: rows of a cache and a per-item RNG that is seedable and worker-safe."""
+
+    def __init__(self, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int, period: int,
+                 seed: int = 0):
+        self.cache, self.rows = cache, rows.reset_index(drop=True)
+        self.clip_len, self.period, self.seed = clip_len, period, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Change the random clips drawn (deterministic per (seed, epoch, index))."""
+        self.epoch = epoch
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _random_clip(self, path: str, rng: np.random.Generator) -> torch.Tensor:
+        video = self.cache.open(path)
+        start = random_start(len(video), self.clip_len, self.period, rng)
+        return torch.from_numpy(sample_clip(video, self.clip_len, self.period, start))
+
+
+class ClipDataset(_CacheDataset):
+    """One video per item: a random clip (training) or ``k`` evenly spaced clips (evaluation).
+
+    Item: dict(clip=uint8 (clip_len, H, W) or (k, clip_len, H, W), label=float, index=int).
+    """
+
+    def __init__(self, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int = 16,
+                 period: int = 1, label: str | None = None, eval_clips: int | None = None,
+                 seed: int = 0):
+        super().__init__(cache, rows, clip_len=clip_len, period=period, seed=seed)
+        self.label, self.eval_clips = label, eval_clips
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> dict:
+        row = self.rows.iloc[index]
+        if self.eval_clips:
+            video = self.cache.open(row["path"])
+            starts = evenly_spaced_starts(len(video), self.clip_len, self.period, self.eval_clips)
+            idx = np.stack([clip_indices(len(video), self.clip_len, self.period, s)
+                            for s in starts])
+            clip = torch.from_numpy(np.ascontiguousarray(video[idx.ravel()]).reshape(
+                *idx.shape, *video.shape[1:]))
+        else:
+            clip = self._random_clip(row["path"], self._rng(index))
+        label = float(row[self.label]) if self.label else float("nan")
+        return {"clip": clip, "label": torch.tensor(label), "index": index}
+
+
+class StudyPairDataset(_CacheDataset):
+    """Positive pairs for contrastive pretraining.
+
+    ``mode="multi_instance"``: two *distinct* videos of one study, each its own random clip
+    (a one-video study is paired with itself). ``pairs="all"`` enumerates every unordered pair
+    of a study's videos per epoch, as the paper's code does; ``pairs="study"`` draws one random
+    pair per study per epoch, so every study weighs the same and no study repeats in an epoch.
+    ``mode="simclr"``: one clip per video, returned twice (augmentation makes the two views).
+
+    Item: dict(clip_a, clip_b: uint8 (clip_len, H, W), study=int study index).
+    """
+
+    def __init__(self, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int = 4,
+                 period: int = 1, mode: str = "multi_instance", pairs: str = "all",
+                 seed: int = 0):
+        super().__init__(cache, rows, clip_len=clip_len, period=period, seed=seed)
+        if mode not in ("multi_instance", "simclr"):
+            raise ValueError(f"unknown pair mode {mode!r}")
+        if pairs not in ("all", "study"):
+            raise ValueError(f"unknown pairs policy {pairs!r}")
+        self.mode, self.pairs = mode, pairs
+        codes, self.study_ids = pd.factorize(self.rows["study_id"], sort=True)
+        self.study_of_row = codes
+        self.videos_of_study = [np.flatnonzero(codes == s) for s in range(len(self.study_ids))]
+        if mode == "simclr":
+            self.items = [(i, i) for i in range(len(self.rows))]
+        elif pairs == "all":
+            self.items = [pair for vids in self.videos_of_study
+                          for pair in (itertools.combinations(vids, 2) if len(vids) > 1
+                                       else [(vids[0], vids[0])])]
+        else:
+            self.items = list(range(len(self.study_ids)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict:
+        rng = self._rng(index)
+        if self.mode == "multi_instance" and self.pairs == "study":
+            vids = self.videos_of_study[self.items[index]]
+            a, b = rng.choice(vids, 2, replace=False) if len(vids) > 1 else (vids[0], vids[0])
+        else:
+            a, b = self.items[index]
+        clip_a = self._random_clip(self.rows["path"][a], rng)
+        clip_b = clip_a if self.mode == "simclr" else self._random_clip(self.rows["path"][b], rng)
+        return {"clip_a": clip_a, "clip_b": clip_b, "study": int(self.study_of_row[a])}

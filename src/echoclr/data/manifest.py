@@ -1,0 +1,222 @@
+"""The manifest: a CSV that lists an echo archive's videos, and the splits drawn from it.
+
+Required columns: ``path`` (relative to the CSV's folder, or absolute) and ``study_id``.
+Optional: ``patient_id`` (defaults to ``study_id``), ``view``, ``split`` (train/val/test/ext_test),
+``fps``, and any number of binary label columns (0/1/blank), e.g. ``lvh``, ``severe_as``.
+Splits are drawn by patient (never by video) and label fractions of training studies are
+nested and stratified, as in Holste et al. 2024.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("path", "study_id")
+KNOWN_COLUMNS = (
+    "path", "study_id", "patient_id", "view", "split", "fps",
+    "source", "n_frames", "height", "width",
+)
+SPLITS = ("train", "val", "test", "ext_test")
+
+
+@dataclass(frozen=True)
+class ManifestProblem:
+    """One problem found in a manifest; ``row`` is the 1-based CSV line of data (None: whole file)."""
+
+    row: int | None
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = "manifest" if self.row is None else f"row {self.row}"
+        col = f" [{self.column}]" if self.column else ""
+        return f"{where}{col}: {self.reason}"
+
+
+class ManifestError(ValueError):
+    """Raised with every problem of a manifest listed, one per line."""
+
+    def __init__(self, source: str | Path, problems: list[ManifestProblem]):
+        self.source = str(source)
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s) in the manifest:\n{lines}")
+
+
+def read_manifest(path: str | Path) -> pd.DataFrame:
+    """Read a manifest CSV with ids kept as strings; adds ``patient_id`` if absent.
+
+    Labels stay as read (floats with NaN for blanks); validate with :func:`validate_manifest`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: manifest not found")
+    id_cols = {c: str for c in ("path", "study_id", "patient_id", "view", "split", "source")}
+    try:
+        df = pd.read_csv(path, dtype=id_cols, keep_default_na=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        raise ManifestError(path, [ManifestProblem(None, None, f"not a readable CSV ({err})")])
+    if "study_id" in df.columns and "patient_id" not in df.columns:
+        df["patient_id"] = df["study_id"]
+    return df
+
+
+def label_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that are neither known metadata nor bookkeeping: the binary labels."""
+    return [c for c in df.columns if c not in KNOWN_COLUMNS and not c.startswith("_")]
+
+
+def resolve_path(path: str, root: str | Path) -> Path:
+    """A manifest path made absolute against the manifest's folder."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(root) / p
+
+
+def validate_manifest(
+    df: pd.DataFrame, root: str | Path | None = None, *, check_files: bool = True,
+    allowed_roots: list[str | Path] | None = None,
+) -> list[ManifestProblem]:
+    """Every problem of a manifest, each with its row (1-based data row; header excluded).
+
+    Checks: required columns, blank ids, missing files (when ``check_files`` and ``root``),
+    paths outside ``allowed_roots`` (when given), duplicate paths, non-binary labels, a study
+    whose rows disagree on a label, a patient in two splits (leakage), unknown split names.
+    """
+    problems: list[ManifestProblem] = []
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        return [ManifestProblem(None, c, "required column missing") for c in missing]
+    rows = np.arange(1, len(df) + 1)
+    for col in ("path", "study_id", "patient_id"):
+        if col in df.columns:
+            for r in rows[df[col].isna().to_numpy()]:
+                problems.append(ManifestProblem(int(r), col, "blank"))
+    if root is not None:
+        roots = [Path(a).resolve() for a in allowed_roots] if allowed_roots else None
+        for r, p in zip(rows, df["path"]):
+            if not isinstance(p, str):
+                continue
+            full = resolve_path(p, root)
+            if roots is not None and not any(full.resolve().is_relative_to(a) for a in roots):
+                problems.append(ManifestProblem(int(r), "path", f"{p} is outside the allowed roots"))
+            elif check_files and not full.is_file():
+                problems.append(ManifestProblem(int(r), "path", f"file not found: {p}"))
+    dup = df["path"].duplicated(keep="first") & df["path"].notna()
+    for r, p in zip(rows[dup.to_numpy()], df["path"][dup]):
+        problems.append(ManifestProblem(int(r), "path", f"duplicate path {p}"))
+    for col in label_columns(df):
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (df[col].notna() & ~values.isin([0, 1])).to_numpy()
+        for r, v in zip(rows[bad], df[col][bad]):
+            problems.append(ManifestProblem(int(r), col, f"label {v!r} is not 0, 1 or blank"))
+        per_study = values.where(~bad).groupby(df["study_id"]).nunique()
+        for study in per_study.index[per_study > 1]:
+            first = int(rows[(df["study_id"] == study).to_numpy()][0])
+            problems.append(ManifestProblem(first, col, f"study {study} has conflicting labels"))
+    if "split" in df.columns:
+        bad_split = df["split"].notna() & ~df["split"].isin(SPLITS)
+        for r, s in zip(rows[bad_split.to_numpy()], df["split"][bad_split]):
+            problems.append(ManifestProblem(int(r), "split", f"unknown split {s!r} (use {SPLITS})"))
+        n_splits = df.dropna(subset=["split"]).groupby("patient_id")["split"].nunique()
+        for patient in n_splits.index[n_splits > 1]:
+            first = int(rows[(df["patient_id"] == patient).to_numpy()][0])
+            splits = sorted(df.loc[df["patient_id"] == patient, "split"].dropna().unique())
+            problems.append(ManifestProblem(
+                first, "split", f"patient {patient} appears in splits {splits} (leakage)"))
+    return problems
+
+
+def check_manifest(df: pd.DataFrame, source: str | Path, **kwargs) -> None:
+    """Raise :class:`ManifestError` listing every problem, if any."""
+    problems = validate_manifest(df, **kwargs)
+    if problems:
+        raise ManifestError(source, problems)
+
+
+def _study_table(df: pd.DataFrame, label: str | None) -> pd.DataFrame:
+    """One row per study: study_id, patient_id and (if given) the study's label."""
+    cols = ["study_id", "patient_id"] + ([label] if label else [])
+    return df[cols].drop_duplicates("study_id").reset_index(drop=True)
+
+
+def assign_splits(
+    df: pd.DataFrame, *, stratify: str | None = None, seed: int = 0,
+    fractions: tuple[float, float, float] = (0.75, 0.10, 0.15),
+) -> pd.DataFrame:
+    """Return a copy with a ``split`` column drawn by **patient**: train/val/test.
+
+    Patients are stratified by ``stratify`` (a patient is positive if any of its studies is;
+    unlabeled patients form their own stratum) and shuffled with ``seed``; within each stratum
+    the first ``fractions[0]`` go to train, the next ``fractions[1]`` to val, the rest to test.
+    Rows that already carry a split keep it.
+    """
+    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
+        raise ValueError(f"split fractions {fractions} must sum to 1")
+    out = df.copy()
+    if "split" not in out.columns:
+        out["split"] = np.nan
+    todo = out["split"].isna()
+    patients = out.loc[todo, ["patient_id"]].drop_duplicates()
+    if stratify:
+        lab = pd.to_numeric(out.loc[todo, stratify], errors="coerce").groupby(out["patient_id"])
+        patients["stratum"] = patients["patient_id"].map(lab.max()).fillna(-1)
+    else:
+        patients["stratum"] = 0
+    rng = np.random.default_rng(seed)
+    assignment: dict[str, str] = {}
+    for _, group in patients.groupby("stratum", sort=True):
+        ids = group["patient_id"].to_numpy()
+        ids = ids[rng.permutation(len(ids))]
+        n_train = int(round(fractions[0] * len(ids)))
+        n_val = int(round(fractions[1] * len(ids)))
+        for i, pid in enumerate(ids):
+            assignment[pid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
+    out.loc[todo, "split"] = out.loc[todo, "patient_id"].map(assignment)
+    return out
+
+
+def label_fraction_studies(
+    df: pd.DataFrame, *, label: str, fractions: list[float], seed: int = 0,
+) -> dict[float, list[str]]:
+    """Nested, stratified, seeded subsets of the labeled training studies.
+
+    Each class's studies are shuffled once with ``seed``; the subset for fraction f takes the first
+    ``max(1, round(f * n_class))`` of each class, so a smaller fraction's subset lies inside every
+    larger one's and every subset has at least one positive and one negative study.
+
+    Returns:
+        {fraction: [study_id, ...]} in a deterministic order.
+
+    Raises:
+        ValueError: when the training studies lack a positive or a negative example.
+    """
+    for f in fractions:
+        if not 0 < f <= 1:
+            raise ValueError(f"label fraction {f} must be in (0, 1]")
+    train = df[df["split"] == "train"] if "split" in df.columns else df
+    studies = _study_table(train, label)
+    studies[label] = pd.to_numeric(studies[label], errors="coerce")
+    studies = studies.dropna(subset=[label])
+    rng = np.random.default_rng(seed)
+    by_class = {}
+    for cls in (0, 1):
+        ids = studies.loc[studies[label] == cls, "study_id"].to_numpy()
+        if len(ids) == 0:
+            name = "positive" if cls else "negative"
+            raise ValueError(
+                f"label {label!r}: the training split has no {name} study, so no label fraction "
+                "can hold both classes")
+        by_class[cls] = list(ids[rng.permutation(len(ids))])
+    subsets = {}
+    for f in sorted(fractions):
+        chosen = []
+        for cls in (0, 1):
+            k = max(1, int(round(f * len(by_class[cls]))))
+            chosen += by_class[cls][:k]
+        subsets[f] = sorted(chosen)
+    return subsets

@@ -1,0 +1,101 @@
+"""``evaluate`` and ``compare``: study-level metrics with 95 % CIs for a fine-tuned run.
+
+Writes predictions.csv (per video), study_predictions.csv (per study), metrics.json and ROC/PR
+PNGs into the run folder. The decision threshold is chosen on validation (Youden's J).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echoclr import metrics
+from echoclr.data.datasets import VideoCache
+from echoclr.inference import load_classifier, predict_videos
+from echoclr.runs import atomic_write_text, pick_device
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    run: str = ""  # fine-tuning run folder (holds model.pt, model.json)
+    split: str = "test"  # test | ext_test | val
+    clips: int = 4  # evenly spaced clips per video (paper: 4)
+    n_resamples: int = 1000  # bootstrap resamples over studies
+    seed: int = 0  # bootstrap seed
+    cache: str | None = None  # cache to read (default: the one the run was trained on)
+    batch_size: int = 8  # videos per forward pass
+    precision: str = "bf16"  # bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda
+
+
+def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
+    rows = cache.rows(split, meta["finetune_config"].get("view"))
+    rows = rows[rows[meta["task"]].notna()]
+    if rows.empty:
+        raise ValueError(f"{cache.root}: no labeled {meta['task']!r} videos in split {split!r}")
+    return predict_videos(model, cache, rows, label=meta["task"], clip_len=meta["clip_len"],
+                          period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
+                          device=device, precision=cfg.precision)
+
+
+def evaluate_run(cfg: EvaluateConfig) -> dict:
+    """Predict one split, aggregate by study, compute metrics with study-bootstrap CIs."""
+    from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
+
+    run = Path(cfg.run)
+    model, meta = load_classifier(run)
+    device = pick_device(cfg.device)
+    model = model.to(device)
+    cache = VideoCache(cfg.cache or meta["cache"])
+    val_file = run / "val_study_predictions.csv"
+    if val_file.is_file():
+        val_study = pd.read_csv(val_file, dtype={"study_id": str})
+    else:
+        val_study = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
+        val_study.to_csv(val_file, index=False)
+    threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
+                                         val_study["y_score"].to_numpy())
+    videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
+    studies = metrics.aggregate_by_study(videos)
+    videos.to_csv(run / "predictions.csv", index=False)
+    studies.to_csv(run / "study_predictions.csv", index=False)
+    kw = dict(threshold=threshold, n_resamples=cfg.n_resamples, seed=cfg.seed)
+    result = {
+        "split": cfg.split, "task": meta["task"], "init": meta["init"], "clips": cfg.clips,
+        "threshold": threshold, "threshold_rule": "Youden J on validation studies",
+        "ci": "95 % percentile bootstrap (2.5/97.5) over studies",
+        "study": metrics.evaluate_scores(studies["y_true"].to_numpy(),
+                                         studies["y_score"].to_numpy(), **kw),
+        "video": metrics.evaluate_scores(videos["y_true"].to_numpy(), videos["y_score"].to_numpy(),
+                                         clusters=videos["study_id"].to_numpy(), **kw),
+    }
+    atomic_write_text(run / "metrics.json", json.dumps(result, indent=2, default=float))
+    curves = {f"{meta['init']} (study)": (studies["y_true"].to_numpy(), studies["y_score"].to_numpy())}
+    title = f"{meta['task']} — {cfg.split}"
+    plot_roc(curves, run / "roc.png", title)
+    plot_pr(curves, run / "pr.png", title)
+    return result
+
+
+def compare_runs(run_a: str | Path, run_b: str | Path, *, n_resamples: int = 1000,
+                 seed: int = 0) -> dict:
+    """DeLong test and paired study-bootstrap CI of ΔAUROC (A − B) on the same test studies."""
+    a = pd.read_csv(Path(run_a) / "study_predictions.csv", dtype={"study_id": str})
+    b = pd.read_csv(Path(run_b) / "study_predictions.csv", dtype={"study_id": str})
+    both = a.merge(b, on="study_id", suffixes=("_a", "_b"))
+    if len(both) != len(a) or len(both) != len(b):
+        raise ValueError(f"{run_a} and {run_b} were evaluated on different studies "
+                         f"({len(a)} vs {len(b)}, {len(both)} shared): run evaluate on one split")
+    if not np.array_equal(both["y_true_a"], both["y_true_b"]):
+        raise ValueError(f"{run_a} and {run_b} disagree on study labels")
+    y = both["y_true_a"].to_numpy()
+    delong = metrics.delong_test(y, both["y_score_a"].to_numpy(), both["y_score_b"].to_numpy())
+    boot = metrics.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
+                                          both["y_score_b"].to_numpy(), n_resamples=n_resamples,
+                                          seed=seed)
+    return {"run_a": str(run_a), "run_b": str(run_b), "n_studies": int(len(y)),
+            "delong": delong, "bootstrap_delta": boot}

@@ -1,0 +1,202 @@
+"""Video encoders, the pretraining heads and the fine-tuning classifier.
+
+Encoders map (B, C, T, H, W) clips to (B, F) features ``h``: torchvision's r3d_18,
+r2plus1d_18 and mc3_18 (``fc`` replaced by identity, 512-d), and ``r3d_tiny``, a narrow 3D
+ResNet for CPU demos and tests. Kinetics-400 weights are loaded only from disk, never downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import video as tv_video
+
+TORCHVISION_ENCODERS = {
+    "r3d_18": (tv_video.r3d_18, tv_video.R3D_18_Weights.KINETICS400_V1),
+    "r2plus1d_18": (tv_video.r2plus1d_18, tv_video.R2Plus1D_18_Weights.KINETICS400_V1),
+    "mc3_18": (tv_video.mc3_18, tv_video.MC3_18_Weights.KINETICS400_V1),
+}
+ENCODERS = (*TORCHVISION_ENCODERS, "r3d_tiny")
+
+
+class _TinyBlock(nn.Module):
+    """A 3D basic residual block (two 3x3x3 convs)."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv3d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm3d(cout)
+        self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm3d(cout)
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv3d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm3d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + (x if self.down is None else self.down(x)))
+
+
+class TinyR3D(nn.Module):
+    """r3d_18's shape (stem, four stages, global pool) with one block per stage and a set width.
+
+    Feature dim is ``8 * width``. Used where r3d_18 is too slow: CPU demos and tests.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv3d(3, width, (3, 7, 7), (1, 2, 2), (1, 3, 3), bias=False),
+            nn.BatchNorm3d(width), nn.ReLU(inplace=True))
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        layers, cin = [], width
+        for i, w in enumerate(widths):
+            layers.append(_TinyBlock(cin, w, 1 if i == 0 else 2))
+            cin = w
+        self.layers = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Identity()
+        self.feature_dim = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
+
+
+def kinetics_weights_path(name: str) -> Path:
+    """Where torch's cache keeps torchvision's Kinetics-400 file for ``name``."""
+    url = TORCHVISION_ENCODERS[name][1].url
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+
+
+def load_kinetics_state(name: str, path: str | Path | None = None) -> dict:
+    """torchvision's Kinetics-400 state dict from ``path`` or torch's cache; never downloads."""
+    if name not in TORCHVISION_ENCODERS:
+        raise ValueError(f"no Kinetics-400 weights exist for encoder {name!r}")
+    file = Path(path) if path else kinetics_weights_path(name)
+    if not file.is_file():
+        url = TORCHVISION_ENCODERS[name][1].url
+        raise FileNotFoundError(
+            f"Kinetics-400 weights for {name} not found at {file}. This machine does not "
+            f"download them: fetch {url} on a connected machine and copy it to {file} "
+            f"(or pass --weights PATH).")
+    return torch.load(file, map_location="cpu", weights_only=True)
+
+
+def build_encoder(name: str = "r3d_18", *, weights: str | Path | None = None,
+                  width: int = 16) -> nn.Module:
+    """An encoder with ``fc`` = identity and a ``feature_dim`` attribute.
+
+    Args:
+        name: one of :data:`ENCODERS`.
+        weights: None (random init), "kinetics" (torch's cache), or a Kinetics state-dict file.
+        width: base width of ``r3d_tiny`` (ignored otherwise).
+    """
+    if name == "r3d_tiny":
+        if weights is not None:
+            raise ValueError("r3d_tiny has no Kinetics-400 weights")
+        return TinyR3D(width)
+    if name not in TORCHVISION_ENCODERS:
+        raise ValueError(f"unknown encoder {name!r}; choose from {ENCODERS}")
+    model = TORCHVISION_ENCODERS[name][0](weights=None)
+    if weights is not None:
+        state = load_kinetics_state(name, None if weights == "kinetics" else weights)
+        model.load_state_dict(state, strict=True)
+    model.feature_dim = model.fc.in_features
+    model.fc = nn.Identity()
+    return model
+
+
+class ProjectionHead(nn.Module):
+    """SimCLR projection: Linear(F→256, no bias) → ReLU → Linear(256→128, no bias)."""
+
+    def __init__(self, in_dim: int = 512, hidden_dim: int = 256, out_dim: int = 128,
+                 batch_norm: bool = False):
+        super().__init__()
+        norm = [nn.BatchNorm1d(hidden_dim)] if batch_norm else []
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden_dim, bias=False), *norm,
+                                 nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim, bias=False))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class PretrainModel(nn.Module):
+    """Encoder + projection head + optional frame-reordering head (Linear(F → clip_len!))."""
+
+    def __init__(self, encoder: nn.Module, *, n_orderings: int = 0, proj_batch_norm: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.projection = ProjectionHead(encoder.feature_dim, batch_norm=proj_batch_norm)
+        self.reorder = nn.Linear(encoder.feature_dim, n_orderings) if n_orderings else None
+
+    def forward(self, x: torch.Tensor):
+        """(B, C, T, H, W) → h (B, F), z (B, 128), reorder logits (B, K) or None."""
+        h = self.encoder(x)
+        z = self.projection(h)
+        return h, z, (self.reorder(h) if self.reorder is not None else None)
+
+
+class Classifier(nn.Module):
+    """Encoder → dropout → one logit (binary task)."""
+
+    def __init__(self, encoder: nn.Module, *, dropout: float = 0.25):
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(encoder.feature_dim, 1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, T, H, W) → logits (B,)."""
+        return self.head(self.dropout(self.encoder(x))).squeeze(1)
+
+
+def save_encoder(encoder: nn.Module, path: str | Path, meta: dict) -> None:
+    """Write encoder weights (tensors only) and a JSON sidecar, both atomically."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(encoder.state_dict(), tmp)
+    tmp.replace(path)
+    side = path.with_suffix(".json")
+    tmp = side.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    tmp.replace(side)
+
+
+def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild an encoder from ``encoder.pt`` + sidecar; keys must match exactly.
+
+    Raises:
+        ValueError: naming missing and unexpected keys when the file does not fit the encoder.
+    """
+    path = Path(path)
+    side = path.with_suffix(".json")
+    if not side.is_file():
+        raise FileNotFoundError(f"{path}: sidecar {side.name} missing (encoder name, clip length)")
+    meta = json.loads(side.read_text())
+    encoder = build_encoder(meta["encoder"], width=meta.get("width", 16))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    load_strict(encoder, state, source=path)
+    return encoder, meta
+
+
+def load_strict(module: nn.Module, state: dict, *, source: str | Path) -> None:
+    """``load_state_dict(strict=True)`` with an error that names the mismatching keys."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    if missing or unexpected or bad_shape:
+        def show(keys):
+            return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8})" if len(keys) > 8 else "")
+        raise ValueError(
+            f"{source}: weights do not fit the encoder — missing keys: [{show(missing)}]; "
+            f"unexpected keys: [{show(unexpected)}]; shape mismatches: [{show(bad_shape)}]")
+    module.load_state_dict(state, strict=True)
