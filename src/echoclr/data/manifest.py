@@ -158,8 +158,8 @@ def assign_splits(
     if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
         raise ValueError(f"split fractions {fractions} must sum to 1")
     out = df.copy()
-    if "split" not in out.columns:
-        out["split"] = np.nan
+    out["split"] = (out["split"] if "split" in out.columns else None)
+    out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
     todo = out["split"].isna()
     patients = out.loc[todo, ["patient_id"]].drop_duplicates()
     if stratify:

@@ -1,0 +1,136 @@
+"""The ultrasound fan (imaging sector) of a video, so overlays outside it can be masked.
+
+As in Holste et al. 2024: pixels that change over time → largest connected component → convex
+hull → filled mask. Temporal variation (not brightness) is what excludes burned-in text, ECG
+labels and scale bars: they are static. DICOM ultrasound regions give a second, header-based mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+from echoclr.data.video import to_grayscale
+
+MAX_STD_FRAMES = 64  # frames sampled (evenly) to measure temporal variation
+MIN_STD = 0.5  # gray levels: below this a pixel is static (lossless or deterministic codecs: 0)
+REL_STD = 0.02  # ... or below this fraction of the 99th-percentile std (noisy codecs)
+MIN_FAN_FRACTION = 0.02  # a moving component smaller than this share of the image is no fan
+MIN_REGION_FRACTION = 0.05  # a DICOM region box smaller than this share is implausible
+
+
+@dataclass(frozen=True)
+class FanEstimate:
+    """A fan mask, bool (H, W); ``ok`` False when it fell back to all-True, with the reason."""
+
+    mask: np.ndarray
+    ok: bool
+    reason: str = ""
+
+
+def fan_mask(frames: np.ndarray) -> np.ndarray:
+    """Bool (H, W) mask of the ultrasound fan of uint8 frames (T, H, W) (or RGB (T, H, W, 3)).
+
+    Degenerate input (one frame, nothing moving) gives an all-True mask; use
+    :func:`estimate_fan` to learn whether and why that happened.
+    """
+    return estimate_fan(frames).mask
+
+
+def estimate_fan(frames: np.ndarray) -> FanEstimate:
+    """Fan mask from temporal variation: std over time → largest component → convex hull.
+
+    Args:
+        frames: uint8 (T, H, W) or (T, H, W, 3).
+
+    Returns:
+        :class:`FanEstimate`; its mask is all-True (``ok`` False) for a single frame, a still
+        or blank video, or when no moving region covers ``MIN_FAN_FRACTION`` of the image.
+    """
+    frames = to_grayscale(frames)
+    shape = frames.shape[1:]
+    if len(frames) < 2:
+        return _fallback(shape, "single frame: no motion to locate the fan")
+    std = temporal_std(frames)
+    top = float(np.percentile(std, 99))
+    if top == 0:
+        return _fallback(shape, "no pixel changes over time (still or blank video)")
+    moving = std > max(MIN_STD, REL_STD * top)
+    # Opening cuts thin bridges (moving ECG traces, codec noise at overlay edges) off the fan.
+    radius = max(1, round(min(shape) / 100))
+    moving = ndimage.binary_opening(moving, structure=np.ones((2 * radius + 1,) * 2, bool))
+    labels, n = ndimage.label(moving)
+    if n == 0:
+        return _fallback(shape, "no moving region found")
+    sizes = np.bincount(labels.ravel())[1:]
+    largest = labels == (1 + int(np.argmax(sizes)))
+    if sizes.max() < MIN_FAN_FRACTION * largest.size:
+        return _fallback(shape, f"largest moving region covers only {sizes.max() / largest.size:.1%} "
+                         "of the image")
+    mask = convex_hull_mask(largest)
+    if mask is None:
+        return _fallback(shape, "moving region is degenerate (collinear)")
+    return FanEstimate(mask, True)
+
+
+def temporal_std(frames: np.ndarray) -> np.ndarray:
+    """Per-pixel std over time of uint8 (T, H, W), from at most MAX_STD_FRAMES evenly spaced frames."""
+    idx = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), MAX_STD_FRAMES)).round().astype(int))
+    s1 = np.zeros(frames.shape[1:], np.float64)
+    s2 = np.zeros(frames.shape[1:], np.float64)
+    for i in idx:  # one frame at a time: no (T, H, W) float copy
+        f = frames[i].astype(np.float64)
+        s1 += f
+        s2 += f * f
+    mean = s1 / len(idx)
+    return np.sqrt(np.maximum(s2 / len(idx) - mean * mean, 0.0)).astype(np.float32)
+
+
+def convex_hull_mask(component: np.ndarray) -> np.ndarray | None:
+    """Filled convex hull (bool, same shape) of a bool (H, W) component; None if degenerate."""
+    edge = component & ~ndimage.binary_erosion(component)  # the hull only needs the outline
+    ys, xs = np.nonzero(edge)
+    try:
+        hull = ConvexHull(np.column_stack([xs, ys]).astype(np.float64))
+    except (QhullError, ValueError):
+        return None
+    h, w = component.shape
+    y = np.arange(h, dtype=np.float32)[:, None]
+    x = np.arange(w, dtype=np.float32)[None, :]
+    mask = np.ones((h, w), bool)
+    for nx, ny, offset in hull.equations:  # unit outward normals: inside is <= 0
+        mask &= nx * x + ny * y + offset <= 0.5  # half a pixel keeps the outline pixels
+    return mask
+
+
+def region_mask(shape: tuple[int, ...], regions: list[tuple[int, int, int, int]] | None) -> np.ndarray | None:
+    """Union of DICOM ultrasound region boxes as a bool (H, W) mask, or None if implausible.
+
+    Args:
+        shape: (H, W) (or (T, H, W[, 3]), whose H and W are used).
+        regions: boxes (x0, y0, x1, y1), inclusive pixel coordinates, as in
+            SequenceOfUltrasoundRegions (RegionLocationMinX0 ... MaxY1).
+
+    Returns:
+        The mask, or None when there is no box, a box lies (partly) outside the image or is
+        empty, or all boxes together cover less than MIN_REGION_FRACTION of the image: such
+        headers describe another resolution (e.g. pydicom's ``examples_ybr_color.dcm``).
+    """
+    h, w = (shape[1], shape[2]) if len(shape) >= 3 else (shape[0], shape[1])
+    if not regions:
+        return None
+    mask = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in regions:
+        if not (0 <= x0 < x1 < w and 0 <= y0 < y1 < h):
+            return None
+        mask[y0:y1 + 1, x0:x1 + 1] = True
+    if mask.mean() < MIN_REGION_FRACTION:
+        return None
+    return mask
+
+
+def _fallback(shape: tuple[int, int], reason: str) -> FanEstimate:
+    return FanEstimate(np.ones(shape, bool), False, reason)

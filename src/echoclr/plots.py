@@ -1,0 +1,154 @@
+"""Figures of an evaluation: ROC and precision-recall curves, label-efficiency curves (AUROC vs
+label fraction, as in Holste et al. 2024, Fig. 2) and training-log curves, saved as PNG.
+
+Figures are built with matplotlib's object API (no pyplot state), so they render headless (Agg).
+"""
+
+from __future__ import annotations
+
+import itertools
+import numbers
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+LABEL_EFFICIENCY_COLUMNS = ("init", "task", "split", "fraction", "auroc", "ci_low", "ci_high")
+
+
+def _save(fig: Figure, out_png) -> Path:
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=150, bbox_inches="tight")
+    return out_png
+
+
+def plot_roc(curves: Mapping[str, tuple], out_png, title: str = "ROC") -> Path:
+    """One ROC line per named ``(y_true, y_score)``, AUROC in the legend, chance diagonal.
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    for name, (y_true, y_score) in curves.items():
+        fpr, tpr, _ = roc_curve(y_true, y_score)
+        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y_true, y_score):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title,
+           xlabel="1 - specificity (false-positive rate)", ylabel="Sensitivity")
+    ax.legend(loc="lower right", fontsize="small")
+    return _save(fig, out_png)
+
+
+def plot_pr(curves: Mapping[str, tuple], out_png, title: str = "Precision-recall") -> Path:
+    """One precision-recall step line per named ``(y_true, y_score)``, average precision in the
+    legend, and each distinct prevalence as the no-skill baseline.
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    prevalences = set()
+    for name, (y_true, y_score) in curves.items():
+        precision, recall, _ = precision_recall_curve(y_true, y_score)
+        ap = average_precision_score(y_true, y_score)
+        ax.step(recall, precision, where="post", label=f"{name} (AP {ap:.3f})")
+        prevalences.add(round(float(np.mean(y_true)), 4))
+    for prevalence in sorted(prevalences):
+        ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"prevalence {prevalence:.3f}")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal", title=title,
+           xlabel="Recall (sensitivity)", ylabel="Precision (PPV)")
+    ax.legend(loc="upper right", fontsize="small")
+    return _save(fig, out_png)
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+def plot_label_efficiency(results: pd.DataFrame, out_png, title: str | None = None) -> Path:
+    """Test AUROC against the fraction of labelled training studies, one line per init.
+
+    One panel per (task, split): tasks down, splits across. With several rows per
+    (init, task, split, fraction), e.g. seeds or label subsets, the line is their mean AUROC, the
+    band the mean of their bootstrap CI bounds (test-set uncertainty) and the dots the single runs
+    (their spread). With one row per cell the band is that run's CI.
+
+    Args:
+        results: columns ``init, task, split, fraction, auroc, ci_low, ci_high``; fraction in
+            (0, 1], drawn on a log axis labelled in percent.
+        out_png: where to write the figure.
+        title: figure title.
+
+    Returns:
+        The path written.
+    """
+    missing = [c for c in LABEL_EFFICIENCY_COLUMNS if c not in results.columns]
+    if missing:
+        raise ValueError(f"plot_label_efficiency: missing columns {missing}")
+    if results.empty:
+        raise ValueError("plot_label_efficiency: no results to plot")
+    tasks, splits = sorted(results["task"].unique()), sorted(results["split"].unique())
+    inits = list(dict.fromkeys(results["init"]))  # first-seen order, fixed colour per init
+    colours = {init: f"C{i % 10}" for i, init in enumerate(inits)}
+    fractions = np.sort(results["fraction"].unique())
+    fig = Figure(figsize=(4.2 * len(splits), 3.4 * len(tasks)), layout="constrained")
+    axes = fig.subplots(len(tasks), len(splits), squeeze=False, sharey=True)
+    cells = results.groupby(["task", "split", "init", "fraction"], sort=True)
+    summary = cells[["auroc", "ci_low", "ci_high"]].mean().reset_index()
+    for (row, task), (col, split) in itertools.product(enumerate(tasks), enumerate(splits)):
+        ax = axes[row, col]
+        panel = summary[(summary["task"] == task) & (summary["split"] == split)]
+        runs = results[(results["task"] == task) & (results["split"] == split)]
+        for init in inits:
+            line = panel[panel["init"] == init].sort_values("fraction")
+            if line.empty:
+                continue
+            ax.plot(line["fraction"], line["auroc"], marker="o", color=colours[init], label=init)
+            ax.fill_between(line["fraction"], line["ci_low"], line["ci_high"],
+                            color=colours[init], alpha=0.15, lw=0)
+            single = runs[runs["init"] == init]
+            if len(single) > len(line):  # several runs per fraction: show each
+                ax.scatter(single["fraction"], single["auroc"], s=8, color=colours[init],
+                           alpha=0.5)
+        ax.axhline(0.5, ls=":", color="grey", lw=1)
+        ax.set_xscale("log")
+        ax.set_xlim(fractions[0] / 1.5, fractions[-1] * 1.5)
+        ax.set_xticks(fractions, labels=[_percent(f) for f in fractions])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set(title=f"{task} - {split}", xlabel="Labelled training studies", ylabel="AUROC")
+    axes[0, 0].legend(fontsize="small", loc="lower right")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out_png)
+
+
+def plot_loss_curves(log_rows: Sequence[Mapping], out_png, keys: Sequence[str] = ("loss",)) -> Path:
+    """One panel per logged quantity (e.g. ``loss``, ``reorder_acc``, ``retrieval_acc``) against
+    ``step``; rows without ``step`` or without a finite value for a key are left out of its panel.
+
+    Returns:
+        The path written.
+    """
+    if not keys:
+        raise ValueError("plot_loss_curves: no keys to plot")
+    fig = Figure(figsize=(4.2 * len(keys), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys):
+        points = [(row["step"], row[key]) for row in log_rows
+                  if "step" in row and isinstance(row.get(key), numbers.Real)
+                  and np.isfinite(row[key])]
+        if points:
+            steps, values = zip(*sorted(points))
+            ax.plot(steps, values, lw=1)
+        else:
+            ax.text(0.5, 0.5, f"{key!r} not logged", ha="center", va="center",
+                    transform=ax.transAxes)
+        ax.set(title=key, xlabel="step")
+    return _save(fig, out_png)
