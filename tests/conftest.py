@@ -10,18 +10,18 @@ import pandas as pd
 import pytest
 
 
-def make_cache(root: Path, *, n_studies: int = 12, videos_per_study: int = 3, size: int = 16,
+def make_cache(root: Path, *, n_studies: int = 20, videos_per_study: int = 3, size: int = 16,
                n_frames: int = 12, seed: int = 0) -> Path:
     """A cache whose studies each have a blob of study-specific size (the `lvh` label) that
-    moves over time; splits by patient (8:2:2 pattern)."""
+    moves over time; splits by patient (6:2:2 pattern)."""
     rng = np.random.default_rng(seed)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     rows = []
     yy, xx = np.mgrid[:size, :size]
     for s in range(n_studies):
-        radius = rng.uniform(2, 6)
-        label = int(radius > 4)
-        split = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
+        label = s % 2  # every split holds both classes
+        radius = rng.uniform(4.5, 6) if label else rng.uniform(2, 3.5)
+        split = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
         for v in range(videos_per_study):
             phase = rng.uniform(0, 2 * np.pi)
             frames = []
@@ -32,7 +32,7 @@ def make_cache(root: Path, *, n_studies: int = 12, videos_per_study: int = 3, si
             path = f"videos/s{s}_v{v}.npy"
             np.save(root / path, np.asarray(frames, dtype=np.uint8))
             rows.append({"path": path, "study_id": f"S{s:03d}", "patient_id": f"P{s:03d}",
-                         "view": "PLAX", "split": split[s % 12], "fps": 30.0,
+                         "view": "PLAX", "split": split[s % 10], "fps": 30.0,
                          "n_frames": n_frames, "lvh": label, "severe_as": int(s % 3 == 0)})
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     (root / "ingest_config.json").write_text(json.dumps({"size": size, "max_frames": 100}))

@@ -29,7 +29,7 @@ def test_three_step_smoke_run_writes_everything(tiny_cache, tmp_path, method):
     assert [r["step"] for r in rows] == [1, 2, 3]
     assert ("reorder_acc" in rows[0]) == (method == "echoclr")
     config = json.loads((run / "config.json").read_text())
-    assert config["method"] == method and config["n_train_studies"] == 8
+    assert config["method"] == method and config["n_train_studies"] == 12
     encoder, meta = load_encoder(encoder_path)
     assert meta["clip_len"] == 4 and meta["method"] == method
     with torch.no_grad():

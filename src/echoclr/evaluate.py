@@ -27,6 +27,7 @@ class EvaluateConfig:
     n_resamples: int = 1000  # bootstrap resamples over studies
     seed: int = 0  # bootstrap seed
     cache: str | None = None  # cache to read (default: the one the run was trained on)
+    out: str | None = None  # folder for the outputs (default: the run folder)
     batch_size: int = 8  # videos per forward pass
     precision: str = "bf16"  # bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
@@ -47,6 +48,8 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
 
     run = Path(cfg.run)
+    dest = Path(cfg.out) if cfg.out else run
+    dest.mkdir(parents=True, exist_ok=True)
     model, meta = load_classifier(run)
     device = pick_device(cfg.device)
     model = model.to(device)
@@ -61,8 +64,8 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
                                          val_study["y_score"].to_numpy())
     videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
     studies = metrics.aggregate_by_study(videos)
-    videos.to_csv(run / "predictions.csv", index=False)
-    studies.to_csv(run / "study_predictions.csv", index=False)
+    videos.to_csv(dest / "predictions.csv", index=False)
+    studies.to_csv(dest / "study_predictions.csv", index=False)
     kw = dict(threshold=threshold, n_resamples=cfg.n_resamples, seed=cfg.seed)
     result = {
         "split": cfg.split, "task": meta["task"], "init": meta["init"], "clips": cfg.clips,
@@ -73,11 +76,11 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         "video": metrics.evaluate_scores(videos["y_true"].to_numpy(), videos["y_score"].to_numpy(),
                                          clusters=videos["study_id"].to_numpy(), **kw),
     }
-    atomic_write_text(run / "metrics.json", json.dumps(result, indent=2, default=float))
+    atomic_write_text(dest / "metrics.json", json.dumps(result, indent=2, default=float))
     curves = {f"{meta['init']} (study)": (studies["y_true"].to_numpy(), studies["y_score"].to_numpy())}
     title = f"{meta['task']} — {cfg.split}"
-    plot_roc(curves, run / "roc.png", title)
-    plot_pr(curves, run / "pr.png", title)
+    plot_roc(curves, dest / "roc.png", title)
+    plot_pr(curves, dest / "pr.png", title)
     return result
 
 

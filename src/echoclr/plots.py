@@ -64,7 +64,7 @@ def plot_pr(curves: Mapping[str, tuple], out_png, title: str = "Precision-recall
         ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"prevalence {prevalence:.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal", title=title,
            xlabel="Recall (sensitivity)", ylabel="Precision (PPV)")
-    ax.legend(loc="upper right", fontsize="small")
+    ax.legend(loc="best", fontsize="small")
     return _save(fig, out_png)
 
 
@@ -106,17 +106,26 @@ def plot_label_efficiency(results: pd.DataFrame, out_png, title: str | None = No
         ax = axes[row, col]
         panel = summary[(summary["task"] == task) & (summary["split"] == split)]
         runs = results[(results["task"] == task) & (results["split"] == split)]
-        for init in inits:
+        # With one fraction the inits' points would overlap: nudge them apart on the log axis.
+        nudge = 0.05 if panel["fraction"].nunique() == 1 else 0.0
+        for i, init in enumerate(inits):
             line = panel[panel["init"] == init].sort_values("fraction")
             if line.empty:
                 continue
-            ax.plot(line["fraction"], line["auroc"], marker="o", color=colours[init], label=init)
-            ax.fill_between(line["fraction"], line["ci_low"], line["ci_high"],
-                            color=colours[init], alpha=0.15, lw=0)
+            shift = 1 + nudge * (i - (len(inits) - 1) / 2)
+            x = line["fraction"] * shift
+            if len(line) == 1:  # a band needs two points: draw an error bar instead
+                ax.errorbar(x, line["auroc"], yerr=[line["auroc"] - line["ci_low"],
+                                                    line["ci_high"] - line["auroc"]],
+                            marker="o", capsize=3, color=colours[init], label=init)
+            else:
+                ax.plot(x, line["auroc"], marker="o", color=colours[init], label=init)
+                ax.fill_between(x, line["ci_low"], line["ci_high"], color=colours[init],
+                                alpha=0.15, lw=0)
             single = runs[runs["init"] == init]
             if len(single) > len(line):  # several runs per fraction: show each
-                ax.scatter(single["fraction"], single["auroc"], s=8, color=colours[init],
-                           alpha=0.5)
+                ax.scatter(single["fraction"] * shift, single["auroc"], s=8,
+                           color=colours[init], alpha=0.5)
         ax.axhline(0.5, ls=":", color="grey", lw=1)
         ax.set_xscale("log")
         ax.set_xlim(fractions[0] / 1.5, fractions[-1] * 1.5)

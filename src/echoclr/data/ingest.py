@@ -1,0 +1,317 @@
+"""``echoclr ingest``: decode a manifest's videos once into a cache of small uint8 arrays.
+
+Preprocessing as in Holste et al. 2024: grayscale, the first 100 frames, everything outside the
+ultrasound fan zeroed, cropped to the fan, resized to 112x112 by area interpolation; videos
+below 25 fps (Doppler, stills) are skipped. ``predict`` replays :func:`preprocess` exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from echoclr.data.fan import estimate_fan, region_mask
+from echoclr.data.manifest import (
+    ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
+)
+from echoclr.data.video import Video, VideoReadError, read_video, to_grayscale
+
+DEFAULT_FPS = 30.0  # Hz, when neither the file nor the manifest gives a rate (as the paper)
+PREPROCESSING_VERSION = 1  # bump when preprocess() changes what it writes
+TISSUE_2D = 1  # RegionSpatialFormat of a 2D tissue region (the only kind used as a mask)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Settings of one ingest run; the resolved config (minus ``salt``) goes to the cache."""
+
+    manifest: str  # CSV: path, study_id [, patient_id, view, split, fps, labels...]
+    out: str  # cache folder, created or resumed
+    size: int = 112  # pixels: side of the square output frames (paper: 112)
+    max_frames: int = 100  # frames kept from the start of each video (paper: 100)
+    min_fps: float = 25.0  # Hz: slower videos (Doppler, stills) are skipped (paper: 25)
+    view: str | None = None  # keep only manifest rows whose `view` equals this (e.g. "PLAX")
+    workers: int = 1  # decoding processes; 1 runs in this process
+    salt: str = ""  # secret prepended to DICOM identifiers before hashing; never written out
+    stratify: str | None = None  # label column that stratifies newly drawn splits
+    seed: int = 0  # seed of the split draw
+
+
+@dataclass
+class IngestResult:
+    """What an ingest run did; ``skipped`` holds (path as in the manifest, reason)."""
+
+    n_ok: int
+    n_skipped: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    cache_dir: str = ""
+    n_reused: int = 0  # videos already in the cache from an earlier run, not decoded again
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was skipped (the CLI exits 1 otherwise)."""
+        return self.n_skipped == 0
+
+
+def preprocess(video: Video, *, size: int, max_frames: int) -> tuple[np.ndarray, dict]:
+    """Grayscale, mask outside the fan, crop to the fan, pad to a square, area-resize.
+
+    The mask is the DICOM 2D-tissue region box intersected with the fan estimated from
+    temporal variation when the header's box is plausible, else the fan alone
+    (see :mod:`echoclr.data.fan`); a degenerate fan (one frame, nothing moving) masks nothing.
+
+    Args:
+        video: decoded frames (T, H, W) or (T, H, W, 3) uint8.
+        size: output side in pixels.
+        max_frames: keep the first ``max_frames`` frames.
+
+    Returns:
+        uint8 (min(T, max_frames), size, size), and info: ``mask_method`` ("region+fan", "fan",
+        "region" or "none"), ``mask_reason``, ``mask_fraction``, ``crop_box`` (x0, y0, x1, y1;
+        end exclusive, original pixels), ``pad`` (top, bottom, left, right), ``original_shape``.
+    """
+    gray = to_grayscale(video.frames[:max_frames])
+    mask, method, reason = _video_mask(gray, video.meta)
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    crop = gray[:, y0:y1, x0:x1] * mask[None, y0:y1, x0:x1]
+    side = max(y1 - y0, x1 - x0)
+    top, left = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+    pad = (top, side - (y1 - y0) - top, left, side - (x1 - x0) - left)
+    square = np.pad(crop, ((0, 0), pad[:2], pad[2:]))
+    info = {
+        "mask_method": method, "mask_reason": reason, "mask_fraction": round(float(mask.mean()), 4),
+        "crop_box": [x0, y0, x1, y1], "pad": list(pad), "original_shape": list(video.frames.shape),
+    }
+    return resize_area(square, size), info
+
+
+def _video_mask(gray: np.ndarray, meta: dict) -> tuple[np.ndarray, str, str]:
+    boxes = meta.get("regions") or []
+    formats = meta.get("region_spatial_formats")
+    if formats is not None and len(formats) == len(boxes):
+        boxes = [b for b, f in zip(boxes, formats) if f == TISSUE_2D]
+    region = region_mask(gray.shape, boxes)
+    fan = estimate_fan(gray)
+    if region is not None:
+        return (region & fan.mask, "region+fan", "") if fan.ok else (region, "region", fan.reason)
+    return (fan.mask, "fan", "") if fan.ok else (fan.mask, "none", fan.reason)
+
+
+def resize_area(frames: np.ndarray, size: int) -> np.ndarray:
+    """Area-interpolate uint8 (T, h, w) to (T, size, size): each output pixel averages the input
+    area it covers (cv2.INTER_AREA when shrinking), as two small matrix products."""
+    rows = _area_weights(frames.shape[1], size)  # (size, h)
+    cols = _area_weights(frames.shape[2], size).T  # (w, size)
+    out = np.empty((len(frames), size, size), np.uint8)
+    for t in range(0, len(frames), 16):  # chunks bound the float32 temporaries
+        chunk = rows @ frames[t:t + 16].astype(np.float32) @ cols
+        out[t:t + 16] = np.clip(np.rint(chunk), 0, 255)
+    return out
+
+
+def _area_weights(n_in: int, n_out: int) -> np.ndarray:
+    """(n_out, n_in): the share of input pixel j inside output pixel i, rows summing to 1."""
+    edges = np.arange(n_out + 1, dtype=np.float64) * (n_in / n_out)
+    start = np.arange(n_in, dtype=np.float64)
+    overlap = np.minimum(edges[1:, None], start + 1) - np.maximum(edges[:-1, None], start)
+    weights = np.clip(overlap, 0, None)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def video_key(source: str) -> str:
+    """Cache file stem of a video: SHA-256 of its manifest path string, 16 hex digits."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def preprocessing_spec(cfg: IngestConfig) -> dict:
+    """What a cache's frames went through; ``predict`` calls preprocess() with these values."""
+    return {
+        "version": PREPROCESSING_VERSION, "function": "echoclr.data.ingest.preprocess",
+        "size": cfg.size, "max_frames": cfg.max_frames, "grayscale": "BT.601 luma",
+        "mask": "DICOM 2D-tissue region ∩ fan (temporal std → largest component → convex hull)",
+        "crop": "mask bounding box, zero-padded to a centred square",
+        "resize": "area", "dtype": "uint8", "layout": "(T, size, size)",
+        "min_fps": cfg.min_fps, "default_fps": DEFAULT_FPS,
+    }
+
+
+def ingest(cfg: IngestConfig) -> IngestResult:
+    """Decode, preprocess and cache every video of a manifest; resumable, one bad file never stops it.
+
+    Writes ``out/videos/<key>.npy`` (uint8 (T, S, S)) with a ``<key>.json`` sidecar, then
+    ``manifest.csv`` (input columns; ``path`` points into the cache; ``source``, ``n_frames``,
+    ``fps``, ``split``, ``height``, ``width``, ``_study_uid_hash``, ``_patient_id_hash``),
+    ``ingest_report.csv`` (``path``, ``reason`` per skipped file) and ``ingest_config.json``.
+
+    Raises:
+        ManifestError: the manifest has problems other than missing files (those are skipped).
+        ValueError: the cache was built with other preprocessing settings.
+    """
+    out = Path(cfg.out)
+    _check_cache_compatible(out, cfg)
+    df, missing = _load_manifest(cfg)
+    (out / "videos").mkdir(parents=True, exist_ok=True)
+    skipped = [(str(df.at[i, "path"]), "file not found") for i in missing]
+    todo, records = [], {}
+    for i in df.index.difference(missing):
+        source = str(df.at[i, "path"])
+        npy, sidecar = _cache_paths(out, source)
+        if npy.is_file() and sidecar.is_file():
+            records[i] = json.loads(sidecar.read_text())
+        else:
+            todo.append((i, source))
+    n_reused = len(records)
+    root = Path(cfg.manifest).parent
+    jobs = {i: dict(path=str(resolve_path(s, root)), npy=str(_cache_paths(out, s)[0]),
+                    size=cfg.size, max_frames=cfg.max_frames, min_fps=cfg.min_fps, salt=cfg.salt,
+                    manifest_fps=_manifest_fps(df, i)) for i, s in todo}
+    for i, (status, value) in _run(jobs, cfg.workers):
+        if status == "ok":
+            records[i] = value
+        else:
+            skipped.append((str(df.at[i, "path"]), value))
+    _write_outputs(out, cfg, df, records, skipped)
+    return IngestResult(n_ok=len(records), n_skipped=len(skipped), skipped=skipped,
+                        cache_dir=str(out), n_reused=n_reused)
+
+
+def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
+    """The manifest filtered by view, with splits; and the index of rows whose file is missing."""
+    df = read_manifest(cfg.manifest)
+    problems = validate_manifest(df, Path(cfg.manifest).parent)
+    fatal = [p for p in problems if not p.reason.startswith("file not found")]
+    if fatal:
+        raise ManifestError(cfg.manifest, fatal)
+    missing_rows = {p.row for p in problems if p.reason.startswith("file not found")}
+    df = df.assign(_missing=[r + 1 in missing_rows for r in range(len(df))])
+    if cfg.view is not None:
+        if "view" not in df.columns:
+            raise ManifestError(cfg.manifest, [
+                ManifestProblem(None, "view", f"view={cfg.view!r} asked but there is no view column")])
+        df = df[df["view"] == cfg.view]
+    df = assign_splits(df.reset_index(drop=True), stratify=cfg.stratify, seed=cfg.seed)
+    missing = list(df.index[df.pop("_missing")])
+    return df, missing
+
+
+def _manifest_fps(df: pd.DataFrame, i) -> float | None:
+    if "fps" not in df.columns:
+        return None
+    value = pd.to_numeric(pd.Series([df.at[i, "fps"]]), errors="coerce").iloc[0]
+    return float(value) if pd.notna(value) and value > 0 else None
+
+
+def _cache_paths(out: Path, source: str) -> tuple[Path, Path]:
+    key = video_key(source)
+    return out / "videos" / f"{key}.npy", out / "videos" / f"{key}.json"
+
+
+def _run(jobs: dict, workers: int):
+    """Yield (index, (status, value)) per job, in completion order, with a progress bar."""
+    if workers <= 1 or len(jobs) <= 1:
+        with tqdm(total=len(jobs), desc="ingest", unit="video", disable=None) as bar:
+            for i, job in jobs.items():
+                yield i, process_video(**job)
+                bar.update()
+        return
+    # Fork where available: workers run only numpy/scipy/PyAV/pydicom code (no torch, no
+    # OpenMP), so forking is safe and skips ~2 s of imports per spawned worker.
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(process_video, **job): i for i, job in jobs.items()}
+        with tqdm(total=len(jobs), desc="ingest", unit="video", disable=None) as bar:
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as err:  # a worker died (e.g. killed for memory)
+                    result = ("skip", f"worker failed: {type(err).__name__}: {err}")
+                yield futures[future], result
+                bar.update()
+
+
+def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
+                  manifest_fps: float | None) -> tuple[str, dict | str]:
+    """Decode, check fps, preprocess and cache one video; never raises.
+
+    Returns:
+        ("ok", record) with the sidecar's content, or ("skip", reason).
+    """
+    try:
+        video = read_video(path, max_frames=max_frames, salt=salt)
+        fps = video.fps or manifest_fps or DEFAULT_FPS
+        if fps < min_fps:
+            return "skip", f"fps {fps:g} < {min_fps:g}"
+        frames, info = preprocess(video, size=size, max_frames=max_frames)
+        record = {
+            "n_frames": int(len(frames)), "fps": float(fps),
+            "fps_from": "file" if video.fps else "manifest" if manifest_fps else "default",
+            "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
+            "meta": video.meta, "preprocess": info,
+        }
+        npy_path = Path(npy)
+        _atomic_write(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+        _atomic_save_npy(npy_path, frames)
+        return "ok", record
+    except VideoReadError as err:
+        return "skip", err.reason
+    except Exception as err:  # one bad file never stops the run
+        return "skip", f"{type(err).__name__}: {err}"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _atomic_save_npy(path: Path, frames: np.ndarray) -> None:
+    """np.save to a temporary file then rename: an existing .npy is always complete."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(frames))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _check_cache_compatible(out: Path, cfg: IngestConfig) -> None:
+    old_file = out / "ingest_config.json"
+    if not old_file.is_file():
+        return
+    old = json.loads(old_file.read_text()).get("preprocessing", {})
+    new = preprocessing_spec(cfg)
+    keys = ("version", "size", "max_frames")
+    if any(old.get(k) != new[k] for k in keys):
+        raise ValueError(
+            f"{out}: cache was built with {({k: old.get(k) for k in keys})}, not "
+            f"{({k: new[k] for k in keys})}; ingest into another folder")
+
+
+def _write_outputs(out: Path, cfg: IngestConfig, df: pd.DataFrame, records: dict,
+                   skipped: list[tuple[str, str]]) -> None:
+    rows = df.loc[sorted(records)].copy()
+    rows["source"] = rows["path"]
+    rows["path"] = [f"videos/{video_key(s)}.npy" for s in rows["source"]]
+    for column in ("n_frames", "fps", "height", "width"):
+        rows[column] = [records[i][column] for i in rows.index]
+    rows["_study_uid_hash"] = [records[i]["meta"].get("study_uid_hash") for i in rows.index]
+    rows["_patient_id_hash"] = [records[i]["meta"].get("patient_id_hash") for i in rows.index]
+    _atomic_write(out / "manifest.csv", rows.to_csv(index=False).encode())
+    report = pd.DataFrame(skipped, columns=["path", "reason"])
+    _atomic_write(out / "ingest_report.csv", report.to_csv(index=False).encode())
+    config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "salt"}
+    config |= {"salted": bool(cfg.salt), "preprocessing": preprocessing_spec(cfg)}
+    _atomic_write(out / "ingest_config.json", json.dumps(config, indent=2).encode())

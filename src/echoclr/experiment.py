@@ -1,0 +1,170 @@
+"""The label-efficiency experiment: AUROC against label fraction, per initialisation.
+
+A TOML file names the cache, the tasks, fractions, seeds and inits, and overrides of the
+pretraining/fine-tuning configs. Each SSL method is pretrained once; every cell
+(init × task × fraction × seed) is fine-tuned and evaluated; finished work is skipped on re-run.
+Outputs: results.csv, report.md (the paper's table shape + DeLong tests), label_efficiency.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from echoclr.evaluate import EvaluateConfig, compare_runs, evaluate_run
+from echoclr.finetune import FinetuneConfig, finetune
+from echoclr.pretrain import METHODS, PretrainConfig, pretrain
+from echoclr.runs import atomic_write_text
+
+INITS = ("random", "kinetics", *METHODS)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    config: str = ""  # experiment TOML (see configs/*.toml)
+    out: str = "runs/experiment"  # output folder
+    cache: str | None = None  # overrides the TOML's cache
+    shard: str = "0/1"  # i/n: run every n-th cell from i (spread cells over processes/GPUs)
+    report_only: bool = False  # only collect finished cells into results/report/plot
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """The parsed TOML."""
+
+    cache: str
+    tasks: tuple[str, ...] = ("lvh", "severe_as")
+    fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
+    seeds: tuple[int, ...] = (0,)
+    inits: tuple[str, ...] = ("random", "echoclr")
+    splits: tuple[str, ...] = ("test",)
+    reference: str = "echoclr"  # DeLong tests compare this init with every other
+    pretrain: dict = field(default_factory=dict)  # PretrainConfig overrides
+    finetune: dict = field(default_factory=dict)  # FinetuneConfig overrides
+    finetune_by_init: dict = field(default_factory=dict)  # {init: overrides} on top of finetune
+    evaluate: dict = field(default_factory=dict)  # EvaluateConfig overrides
+
+    @classmethod
+    def from_toml(cls, path: str | Path, cache: str | None = None) -> "ExperimentSpec":
+        data = tomllib.loads(Path(path).read_text())
+        if cache:
+            data["cache"] = cache
+        if not data.get("cache"):
+            raise ValueError(f"{path}: no `cache` given (set it in the file or pass --cache)")
+        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+        bad = set(data.get("inits", ())) - set(INITS)
+        if bad:
+            raise ValueError(f"{path}: unknown inits {sorted(bad)}; choose from {INITS}")
+        for key in ("tasks", "fractions", "seeds", "inits", "splits"):
+            if key in data:
+                data[key] = tuple(data[key])
+        return cls(**data)
+
+
+def cell_name(init: str, task: str, fraction: float, seed: int) -> str:
+    return f"{task}/{init}/frac{fraction:g}_seed{seed}"
+
+
+def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
+    """Pretrain each requested SSL method once (resuming a killed run); returns encoder paths."""
+    encoders = {}
+    for method in [i for i in spec.inits if i in METHODS]:
+        run = out / "pretrain" / method
+        encoder = run / "encoder.pt"
+        if not encoder.is_file():
+            cfg = PretrainConfig(**(spec.pretrain | {"cache": spec.cache, "out": str(run),
+                                                     "method": method, "resume": True}))
+            encoder = pretrain(cfg)
+        encoders[method] = encoder
+    return encoders
+
+
+def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, init: str, task: str,
+             fraction: float, seed: int) -> Path:
+    """Fine-tune and evaluate one cell unless its ``done.json`` exists."""
+    run = out / cell_name(init, task, fraction, seed)
+    if (run / "done.json").is_file():
+        return run
+    overrides = spec.finetune | spec.finetune_by_init.get(init, {})
+    init_arg = str(encoders[init]) if init in encoders else init
+    cfg = FinetuneConfig(**(overrides | {"cache": spec.cache, "out": str(run), "task": task,
+                                         "init": init_arg, "fraction": fraction, "seed": seed}))
+    tic = time.perf_counter()
+    finetune(cfg)
+    for split in spec.splits:
+        evaluate_run(EvaluateConfig(**(spec.evaluate | {"run": str(run), "split": split,
+                                                        "out": str(run / split)})))
+    n_studies = json.loads((run / "config.json").read_text())["n_train_studies"]
+    atomic_write_text(run / "done.json", json.dumps(
+        {"init": init, "task": task, "fraction": fraction, "seed": seed,
+         "n_train_studies": n_studies, "seconds": round(time.perf_counter() - tic, 1)}))
+    return run
+
+
+def collect_results(spec: ExperimentSpec, out: Path) -> pd.DataFrame:
+    """One row per finished (cell, split) with AUROC/AUPRC and CIs."""
+    rows = []
+    for done in sorted(out.glob("*/*/*/done.json")):
+        cell = json.loads(done.read_text())
+        for split in spec.splits:
+            metrics_file = done.parent / split / "metrics.json"
+            if not metrics_file.is_file():
+                continue
+            m = json.loads(metrics_file.read_text())["study"]
+            rows.append(cell | {
+                "split": split, "run": str(done.parent.relative_to(out)),
+                "auroc": m["auroc"]["value"], "ci_low": m["auroc"]["ci_low"],
+                "ci_high": m["auroc"]["ci_high"], "auprc": m["auprc"]["value"],
+                "auprc_ci_low": m["auprc"]["ci_low"], "auprc_ci_high": m["auprc"]["ci_high"],
+                "balanced_accuracy": m["balanced_accuracy"]["value"], "n_test_studies": m["n"]})
+    return pd.DataFrame(rows)
+
+
+def delong_rows(spec: ExperimentSpec, out: Path, results: pd.DataFrame) -> pd.DataFrame:
+    """DeLong p of the reference init against every other init, per task/fraction/seed/split."""
+    rows = []
+    if results.empty:
+        return pd.DataFrame(rows)
+    ref = results[results["init"] == spec.reference]
+    for _, r in ref.iterrows():
+        peers = results[(results["task"] == r["task"]) & (results["fraction"] == r["fraction"])
+                        & (results["seed"] == r["seed"]) & (results["split"] == r["split"])
+                        & (results["init"] != spec.reference)]
+        for _, p in peers.iterrows():
+            cmp = compare_runs(out / r["run"] / r["split"], out / p["run"] / p["split"])
+            rows.append({"task": r["task"], "split": r["split"], "fraction": r["fraction"],
+                         "seed": r["seed"], "versus": p["init"], "delta_auroc":
+                         cmp["delong"]["delta"], "p_value": cmp["delong"]["p_value"]})
+    return pd.DataFrame(rows)
+
+
+def run_experiment(cfg: ExperimentConfig) -> Path:
+    """Run (this shard of) the experiment, then write results.csv, report.md and the plot."""
+    from echoclr.report import write_report  # matplotlib only when reporting
+
+    spec = ExperimentSpec.from_toml(cfg.config, cfg.cache)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "experiment.json", json.dumps(dataclasses.asdict(spec), indent=2))
+    if not cfg.report_only:
+        shard, n_shards = (int(x) for x in cfg.shard.split("/"))
+        encoders = pretrain_all(spec, out)
+        cells = [(i, t, f, s) for t in spec.tasks for f in spec.fractions
+                 for s in spec.seeds for i in spec.inits]
+        for index, cell in enumerate(cells):
+            if index % n_shards == shard:
+                run_cell(spec, out, encoders, *cell)
+    results = collect_results(spec, out)
+    results.to_csv(out / "results.csv", index=False)
+    tests = delong_rows(spec, out, results)
+    tests.to_csv(out / "delong.csv", index=False)
+    write_report(spec, results, tests, out)
+    return out / "report.md"
