@@ -36,7 +36,7 @@ def echo_frames(t: int = 12, h: int = 64, w: int = 80, *, seed: int = 0,
     """
     rng = np.random.default_rng(seed)
     sector = sector_mask(h, w)
-    y, x = np.mgrid[:h, :w].astype(np.float32)
+    x = np.mgrid[:h, :w][1].astype(np.float32)
     frames = np.zeros((t, h, w), np.uint8)
     for i in range(t):
         wall = 90 * np.exp(-((x - w / 2 - 8 * np.sin(i / 2)) ** 2) / 40)  # a moving bright wall
@@ -74,7 +74,7 @@ def write_dicom(path: str | Path, frames: np.ndarray, *, photometric: str = "MON
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality = "US"
-    for keyword, value in {**PHI, **extra}.items():
+    for keyword, value in PHI.items():
         setattr(ds, keyword, value)
     ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
     ds.SamplesPerPixel = 3 if frames.ndim == 4 else 1
@@ -90,6 +90,8 @@ def write_dicom(path: str | Path, frames: np.ndarray, *, photometric: str = "MON
         ds.CineRate = cine_rate
     if regions:
         ds.SequenceOfUltrasoundRegions = [_region(box) for box in regions]
+    for keyword, value in extra.items():  # last: may override any tag above
+        setattr(ds, keyword, value)
     if with_pixels:
         dtype = np.uint16 if bits > 8 else np.uint8
         ds.PixelData = pixel_data if pixel_data is not None else frames.astype(dtype).tobytes()
@@ -104,3 +106,41 @@ def _region(box) -> pydicom.Dataset:
     item.RegionSpatialFormat = 1
     item.RegionDataType = 1
     return item
+
+
+def make_archive(root: str | Path) -> Path:
+    """A tiny echo archive and its manifest: 5 AVIs (one at 12 fps), a multi-frame DICOM with
+    PHI and a plausible 2D region, a corrupt file and a missing one. Returns the manifest path."""
+    import pandas as pd
+
+    from echoclr.data.video import write_video
+
+    root = Path(root)
+    folder = root / "exams é 1"
+    folder.mkdir(parents=True)
+    rows = []
+    for k in range(5):
+        frames = echo_frames(t=12, h=48, w=64, seed=k)[0]
+        write_video(folder / f"clip {k}.avi", frames, fps=12 if k == 3 else 30)
+        rows.append(dict(path=f"exams é 1/clip {k}.avi", study_id=f"S{k // 2}",
+                         patient_id=f"P{k // 2}", view="PLAX" if k != 4 else "A4C",
+                         lvh=(k // 2) % 2))
+    frames = echo_frames(t=10, h=48, w=64, seed=7)[0]
+    write_dicom(root / "cine.dcm", frames, regions=[(0, 0, 63, 47)])
+    rows.append(dict(path="cine.dcm", study_id="S9", patient_id="P9", view="PLAX", lvh=1))
+    (root / "corrupt.avi").write_text("this is not a video\n" * 20)
+    rows.append(dict(path="corrupt.avi", study_id="S8", patient_id="P8", view="PLAX", lvh=0))
+    rows.append(dict(path="gone.avi", study_id="S7", patient_id="P7", view="PLAX", lvh=0))
+    manifest = root / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    return manifest
+
+
+def pack_ybr_full_422(ybr: np.ndarray) -> bytes:
+    """Native YBR_FULL_422 pixel data (Y0 Y1 Cb Cr per pixel pair) from (T, H, W, 3) YBR_FULL
+    whose chroma is constant over each horizontal pixel pair."""
+    t, h, w, _ = ybr.shape
+    packed = np.empty((t, h, w // 2, 4), np.uint8)
+    packed[..., 0], packed[..., 1] = ybr[:, :, 0::2, 0], ybr[:, :, 1::2, 0]
+    packed[..., 2], packed[..., 3] = ybr[:, :, 0::2, 1], ybr[:, :, 0::2, 2]
+    return packed.tobytes()

@@ -1,4 +1,4 @@
-"""Metrics against scikit-learn, naive bootstrap loops, a slow DeLong, and pROC's published values."""
+"""Metrics against scikit-learn, naive bootstrap loops, a slow DeLong and pROC's own values."""
 
 import time
 
@@ -31,7 +31,8 @@ def tied_data(seed: int, n: int = 300):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_point_metrics_equal_sklearn_with_ties(seed):
     y_true, y_score = tied_data(seed)
-    assert metrics.auroc(y_true, y_score) == pytest.approx(roc_auc_score(y_true, y_score), abs=1e-12)
+    assert metrics.auroc(y_true, y_score) == pytest.approx(
+        roc_auc_score(y_true, y_score), abs=1e-12)
     assert metrics.average_precision(y_true, y_score) == pytest.approx(
         average_precision_score(y_true, y_score), abs=1e-12)
     threshold = 0.3  # a value the rounded scores hit exactly: tests the >= convention
@@ -119,7 +120,8 @@ def naive_bootstrap(y_true, y_score, metric_fn, n_resamples, seed, clusters=None
     (metrics.auroc, roc_auc_score),
     (metrics.average_precision, average_precision_score),
     (roc_auc_score, roc_auc_score),
-    (lambda y, s: balanced_accuracy_score(y, s >= 0.2), lambda y, s: balanced_accuracy_score(y, s >= 0.2)),
+    (lambda y, s: balanced_accuracy_score(y, s >= 0.2),  # not batched: one call per resample
+     lambda y, s: balanced_accuracy_score(y, s >= 0.2)),
 ])
 def test_bootstrap_equals_naive_loop_at_2p5_and_97p5(metric_fn, reference):
     y_true, y_score = tied_data(4, n=120)
@@ -299,7 +301,8 @@ ASAH_NDKA = """
 @pytest.mark.parametrize("name_a, name_b, z, p_value, ci_low, ci_high", [
     ("wfns", "s100b", 2.20898359144091, 0.0271757822291882, 0.0104061769564846, 0.174214419249478),
     ("wfns", "ndka", 2.79777591868904, 0.00514557970691098, 0.0634011709339876, 0.3600405634833566),
-    ("ndka", "s100b", -1.39077002573558, 0.164295175223054, -0.2876917446341914, 0.0488706064228094),
+    ("ndka", "s100b", -1.39077002573558, 0.164295175223054, -0.2876917446341914,
+     0.0488706064228094),
 ])
 def test_delong_reproduces_proc_roc_test_on_asah(name_a, name_b, z, p_value, ci_low, ci_high):
     """Expected values: pROC's own test suite, tests/testthat/test-roc.test.R (roc.test with the

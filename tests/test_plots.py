@@ -60,7 +60,9 @@ def test_label_efficiency_plot_refuses_missing_columns(tmp_path):
 
 
 def test_loss_curves_skip_rows_without_the_key(tmp_path):
-    rows = [{"step": s, "loss": 4.0 - s / 100, "reorder_acc": 0.04 + s / 1e4} for s in range(0, 300, 10)]
+    rows = [{"step": s, "loss": 4.0 - s / 100, "reorder_acc": 0.04 + s / 1e4}
+            for s in range(0, 300, 10)]
     rows += [{"step": 300, "val_loss": 3.1}, {"epoch": 1}]  # other kinds of log rows
-    out = plots.plot_loss_curves(rows, tmp_path / "loss.png", ["loss", "reorder_acc", "retrieval_acc"])
+    out = plots.plot_loss_curves(rows, tmp_path / "loss.png",
+                                 ["loss", "reorder_acc", "retrieval_acc"])
     assert_png(out)

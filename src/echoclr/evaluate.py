@@ -29,7 +29,7 @@ class EvaluateConfig:
     cache: str | None = None  # cache to read (default: the one the run was trained on)
     out: str | None = None  # folder for the outputs (default: the run folder)
     batch_size: int = 8  # videos per forward pass
-    precision: str = "bf16"  # bf16 | fp32
+    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
 
 

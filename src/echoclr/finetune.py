@@ -61,7 +61,7 @@ class FinetuneConfig:
     augment: bool = True  # the paper's augmentation on training clips
     eval_clips: int = 4  # evenly spaced clips per video at validation/test
     view: str | None = "PLAX"  # videos of this view only (None: all)
-    precision: str = "bf16"  # bf16 autocast | fp32
+    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     workers: int = 2  # data-loader processes
     device: str = "auto"  # auto | cpu | cuda
     progress: bool = True  # tqdm progress bar

@@ -26,7 +26,7 @@ def clips_to_input(clips: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
-                  precision: str = "bf16") -> np.ndarray:
+                  precision: str = "auto") -> np.ndarray:
     """Mean sigmoid probability over each video's clips: uint8 (B, K, T, H, W) → (B,)."""
     b, k = clips.shape[:2]
     x = clips_to_input(clips.flatten(0, 1).to(device))
@@ -39,7 +39,7 @@ def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.
 def predict_videos(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame, *,
                    label: str | None, clip_len: int, period: int, clips: int = 4,
                    batch_size: int = 8, device: torch.device = torch.device("cpu"),
-                   precision: str = "bf16", workers: int = 0) -> pd.DataFrame:
+                   precision: str = "auto", workers: int = 0) -> pd.DataFrame:
     """One row per video: study_id, path, y_true, y_score (``clips`` evenly spaced clips)."""
     model.eval()
     ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, label=label, eval_clips=clips)

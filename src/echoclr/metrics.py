@@ -22,7 +22,8 @@ def _check_inputs(y_true, y_score, *, name: str = "y_score") -> tuple[np.ndarray
     y = np.asarray(y_true)
     s = np.asarray(y_score, dtype=float)
     if y.ndim != 1 or s.shape != y.shape:
-        raise ValueError(f"y_true and {name} must be 1-D and equal length, got {y.shape}, {s.shape}")
+        message = f"y_true and {name} must be 1-D and equal length, got {y.shape}, {s.shape}"
+        raise ValueError(message)
     if not np.isin(y, (0, 1)).all():
         raise ValueError(f"y_true must hold only 0/1 labels, found {np.unique(y)[:5].tolist()}")
     if not np.isfinite(s).all():
@@ -147,7 +148,8 @@ def aggregate_by_study(df: pd.DataFrame, *, score: str = "y_score") -> pd.DataFr
     mixed = grouped["y_true"].nunique()
     mixed = mixed[mixed > 1].index.tolist()
     if mixed:
-        raise ValueError(f"aggregate_by_study: y_true differs between videos of studies {mixed[:10]}")
+        message = f"aggregate_by_study: y_true differs between videos of studies {mixed[:10]}"
+        raise ValueError(message)
     out = grouped.agg(y_true=("y_true", "first"), **{score: (score, "mean")},
                       n_videos=(score, "size")).reset_index()
     return out.astype({"y_true": int})
@@ -165,7 +167,8 @@ def _resample_weights(n_rows: int, clusters, n_resamples: int, seed: int) -> Ite
     else:
         clusters = np.asarray(clusters)
         if clusters.shape != (n_rows,):
-            raise ValueError(f"clusters must have one entry per row ({n_rows}), got {clusters.shape}")
+            message = f"clusters must have one entry per row ({n_rows}), got {clusters.shape}"
+            raise ValueError(message)
         _, row_unit = np.unique(clusters, return_inverse=True)
         n_units = int(row_unit.max()) + 1
     draws = np.random.default_rng(seed).integers(0, n_units, size=(n_resamples, n_units))
@@ -346,6 +349,6 @@ def mean_sd(values, digits: int = 2) -> str:
 
 
 def format_ci(d: dict, digits: int = 2) -> str:
-    """``"0.72 [0.69, 0.75]"`` from a dict with ``value`` (or ``delta``), ``ci_low``, ``ci_high``."""
+    """``"0.72 [0.69, 0.75]"`` from a dict of ``value`` (or ``delta``), ``ci_low``, ``ci_high``."""
     value = d["value"] if "value" in d else d["delta"]
     return f"{value:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"

@@ -27,7 +27,9 @@ from echoclr.data.transforms import (
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.models import PretrainModel, build_encoder, save_encoder
-from echoclr.runs import JsonlLog, atomic_torch_save, autocast, pick_device, write_config
+from echoclr.runs import (
+    JsonlLog, atomic_torch_save, autocast, pick_device, resolve_precision, write_config,
+)
 
 METHODS = ("echoclr", "mi-simclr", "simclr")
 
@@ -53,7 +55,7 @@ class PretrainConfig:
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
     study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
     proj_batch_norm: bool = False  # BatchNorm in the projection head (guards against collapse)
-    precision: str = "bf16"  # bf16 autocast | fp32
+    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     compile: bool = False  # torch.compile the model
     workers: int = 2  # data-loader processes per training process
     device: str = "auto"  # auto | cpu | cuda
@@ -146,6 +148,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         (out / "log.jsonl").unlink(missing_ok=True)
     if info.is_main:
         write_config(cfg, out, {"world_size": info.world_size, "steps_per_epoch": steps_per_epoch,
+                                "precision_resolved": resolve_precision(cfg.precision, device),
                                 "total_steps": total_steps, "n_train_videos": len(rows),
                                 "n_train_studies": int(rows["study_id"].nunique())})
     train_model = model

@@ -62,13 +62,21 @@ class IngestResult:
         """True when nothing was skipped (the CLI exits 1 otherwise)."""
         return self.n_skipped == 0
 
+    def summary(self) -> str:
+        """A few lines for the terminal: counts, then each skipped file and why."""
+        lines = [f"cached {self.n_ok} videos in {self.cache_dir} ({self.n_reused} from an "
+                 f"earlier run); skipped {self.n_skipped}"]
+        lines += [f"  {path}: {reason}" for path, reason in self.skipped]
+        return "\n".join(lines)
+
 
 def preprocess(video: Video, *, size: int, max_frames: int) -> tuple[np.ndarray, dict]:
     """Grayscale, mask outside the fan, crop to the fan, pad to a square, area-resize.
 
-    The mask is the DICOM 2D-tissue region box intersected with the fan estimated from
-    temporal variation when the header's box is plausible, else the fan alone
-    (see :mod:`echoclr.data.fan`); a degenerate fan (one frame, nothing moving) masks nothing.
+    The mask is the fan estimated from temporal variation (see :mod:`echoclr.data.fan`),
+    intersected with the DICOM 2D-tissue region box when the header's box is plausible and
+    covers the fan; the box alone when the fan is degenerate (one frame, nothing moving);
+    nothing is masked when neither exists.
 
     Args:
         video: decoded frames (T, H, W) or (T, H, W, 3) uint8.
@@ -97,36 +105,50 @@ def preprocess(video: Video, *, size: int, max_frames: int) -> tuple[np.ndarray,
 
 
 def _video_mask(gray: np.ndarray, meta: dict) -> tuple[np.ndarray, str, str]:
+    """(mask, method, reason): region ∩ fan, else the region, else the fan, else everything."""
     boxes = meta.get("regions") or []
     formats = meta.get("region_spatial_formats")
     if formats is not None and len(formats) == len(boxes):
-        boxes = [b for b, f in zip(boxes, formats) if f == TISSUE_2D]
+        boxes = [b for b, f in zip(boxes, formats, strict=True) if f == TISSUE_2D]
     region = region_mask(gray.shape, boxes)
     fan = estimate_fan(gray)
-    if region is not None:
-        return (region & fan.mask, "region+fan", "") if fan.ok else (region, "region", fan.reason)
-    return (fan.mask, "fan", "") if fan.ok else (fan.mask, "none", fan.reason)
+    if region is None:
+        return (fan.mask, "fan", "") if fan.ok else (fan.mask, "none", fan.reason)
+    if not fan.ok:
+        return region, "region", fan.reason
+    both = region & fan.mask
+    if both.mean() < 0.5 * fan.mask.mean():  # the header box misses most of the fan
+        return fan.mask, "fan", "DICOM region box misses most of the moving fan"
+    return both, "region+fan", ""
 
 
 def resize_area(frames: np.ndarray, size: int) -> np.ndarray:
-    """Area-interpolate uint8 (T, h, w) to (T, size, size): each output pixel averages the input
-    area it covers (cv2.INTER_AREA when shrinking), as two small matrix products."""
-    rows = _area_weights(frames.shape[1], size)  # (size, h)
-    cols = _area_weights(frames.shape[2], size).T  # (w, size)
+    """Area-interpolate uint8 (T, h, w) to (T, size, size): each output pixel is the mean of the
+    input area it covers (cv2.INTER_AREA when shrinking, to ±1 gray level).
+
+    Computed per axis from prefix sums, without BLAS: matrix products would start BLAS thread
+    pools that oversubscribe the cores when several ingest workers run.
+    """
     out = np.empty((len(frames), size, size), np.uint8)
     for t in range(0, len(frames), 16):  # chunks bound the float32 temporaries
-        chunk = rows @ frames[t:t + 16].astype(np.float32) @ cols
-        out[t:t + 16] = np.clip(np.rint(chunk), 0, 255)
+        x = _area_resize_last_axis(frames[t:t + 16], size)  # (n, h, size)
+        x = _area_resize_last_axis(x.transpose(0, 2, 1), size).transpose(0, 2, 1)
+        out[t:t + 16] = np.clip(np.rint(x), 0, 255)
     return out
 
 
-def _area_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in): the share of input pixel j inside output pixel i, rows summing to 1."""
-    edges = np.arange(n_out + 1, dtype=np.float64) * (n_in / n_out)
-    start = np.arange(n_in, dtype=np.float64)
-    overlap = np.minimum(edges[1:, None], start + 1) - np.maximum(edges[:-1, None], start)
-    weights = np.clip(overlap, 0, None)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+def _area_resize_last_axis(x: np.ndarray, n_out: int) -> np.ndarray:
+    """Mean over each of n_out equal intervals of the last axis, as the difference of the
+    piecewise-linear integral (prefix sums) at the interval edges."""
+    n_in = x.shape[-1]
+    integral = np.zeros((*x.shape[:-1], n_in + 1), np.float32)
+    np.cumsum(x, axis=-1, dtype=np.float32, out=integral[..., 1:])  # exact: sums < 2**24
+    edges = np.arange(n_out + 1) * (n_in / n_out)
+    lo = np.minimum(edges.astype(int), n_in - 1)
+    frac = (edges - lo).astype(np.float32)
+    at_lo = integral[..., lo]
+    at_edges = at_lo + frac * (integral[..., lo + 1] - at_lo)
+    return np.diff(at_edges, axis=-1) * np.float32(n_out / n_in)
 
 
 def video_key(source: str) -> str:
@@ -139,7 +161,8 @@ def preprocessing_spec(cfg: IngestConfig) -> dict:
     return {
         "version": PREPROCESSING_VERSION, "function": "echoclr.data.ingest.preprocess",
         "size": cfg.size, "max_frames": cfg.max_frames, "grayscale": "BT.601 luma",
-        "mask": "DICOM 2D-tissue region ∩ fan (temporal std → largest component → convex hull)",
+        "mask": "DICOM 2D-tissue region AND fan (temporal std, largest component, convex hull);"
+                " the fan alone without a plausible region",
         "crop": "mask bounding box, zero-padded to a centred square",
         "resize": "area", "dtype": "uint8", "layout": "(T, size, size)",
         "min_fps": cfg.min_fps, "default_fps": DEFAULT_FPS,
@@ -147,7 +170,7 @@ def preprocessing_spec(cfg: IngestConfig) -> dict:
 
 
 def ingest(cfg: IngestConfig) -> IngestResult:
-    """Decode, preprocess and cache every video of a manifest; resumable, one bad file never stops it.
+    """Decode, preprocess and cache a manifest's videos; resumable, a bad file never stops it.
 
     Writes ``out/videos/<key>.npy`` (uint8 (T, S, S)) with a ``<key>.json`` sidecar, then
     ``manifest.csv`` (input columns; ``path`` points into the cache; ``source``, ``n_frames``,
@@ -197,8 +220,8 @@ def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
     df = df.assign(_missing=[r + 1 in missing_rows for r in range(len(df))])
     if cfg.view is not None:
         if "view" not in df.columns:
-            raise ManifestError(cfg.manifest, [
-                ManifestProblem(None, "view", f"view={cfg.view!r} asked but there is no view column")])
+            problem = ManifestProblem(None, "view", f"view={cfg.view!r} given but no view column")
+            raise ManifestError(cfg.manifest, [problem])
         df = df[df["view"] == cfg.view]
     df = assign_splits(df.reset_index(drop=True), stratify=cfg.stratify, seed=cfg.seed)
     missing = list(df.index[df.pop("_missing")])
@@ -255,7 +278,7 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
             return "skip", f"fps {fps:g} < {min_fps:g}"
         frames, info = preprocess(video, size=size, max_frames=max_frames)
         record = {
-            "n_frames": int(len(frames)), "fps": float(fps),
+            "n_frames": len(frames), "fps": float(fps),
             "fps_from": "file" if video.fps else "manifest" if manifest_fps else "default",
             "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
             "meta": video.meta, "preprocess": info,

@@ -27,15 +27,19 @@ class Machine:
     dynamic_range_db: float  # log-compression window, dB
     gamma: float  # display curve exponent
     fan_deg: float  # default sector width, degrees
+    fan_radius: float  # sector radius as a fraction of the frame height (display zoom)
+    noise_db: float  # electronic noise floor relative to tissue, dB
+    text_level: int  # grey level of the burned-in text, 0..255
     text_right: bool  # vendor block in the top-right (else top-left) corner
 
 
+# A lab's few scanner models: many studies share one, so the look alone cannot tell studies apart.
 MACHINES = (
-    Machine("SONOSYNTH A5", 0.8, 1.0, 56.0, 1.0, 76.0, False),
-    Machine("ECHOFAKE X7", 1.1, 1.4, 50.0, 0.85, 84.0, True),
-    Machine("PSEUDOVUE 9", 0.7, 1.2, 62.0, 1.15, 72.0, False),
-    Machine("IMAGINUS C3", 1.0, 0.9, 52.0, 0.95, 80.0, True),
-    Machine("FAUXSCAN E2", 0.9, 1.6, 58.0, 1.05, 70.0, False),
+    Machine("SONOSYNTH A5", 0.8, 1.0, 56.0, 1.0, 76.0, 0.97, -44.0, 230, False),
+    Machine("ECHOFAKE X7", 1.1, 1.4, 50.0, 0.85, 84.0, 0.92, -40.0, 200, True),
+    Machine("PSEUDOVUE 9", 0.7, 1.2, 62.0, 1.15, 72.0, 1.0, -46.0, 255, False),
+    Machine("IMAGINUS C3", 1.0, 0.9, 52.0, 0.95, 80.0, 0.89, -38.0, 170, True),
+    Machine("FAUXSCAN E2", 0.9, 1.6, 58.0, 1.05, 70.0, 0.95, -42.0, 215, False),
 )
 
 
@@ -100,8 +104,10 @@ class Clip:
     shift_x_mm: float  # lateral probe translation
     shift_y_mm: float  # axial translation (heart deeper/shallower)
     scale: float  # foreshortening of the cut plane (scales LV length and diameter)
+    depth_step_mm: float  # depth change from the study preset (0 for most videos)
     gain_db: float  # gain jitter added to the preset
     tgc_db: tuple[float, ...]  # TGC jitter added to the preset, dB
+    haze_scale: float  # near-field clutter relative to the study's (the window shifts)
     speckle_seed: int  # seed of this video's speckle realisation
     time_s: int  # acquisition time of day, seconds (burned in)
 
@@ -167,7 +173,8 @@ def sample_anatomy(rng: np.random.Generator, *, lvh_prevalence: float = 0.35,
 
 def sample_preset(rng: np.random.Generator, anatomy: Anatomy,
                   fps_range: tuple[int, int] = (30, 80)) -> Preset:
-    """Draw a study's machine and settings; studies differ widely, mostly in discrete steps."""
+    """Draw a study's machine and settings: the machine fixes the look; the sonographer picks
+    depth (1 cm steps), sector width and dynamic range from a few steps, gain and TGC freely."""
     machine = int(rng.choice(len(MACHINES), p=[0.3, 0.25, 0.2, 0.15, 0.1]))
     spec = MACHINES[machine]
     lo, hi = fps_range
@@ -181,18 +188,18 @@ def sample_preset(rng: np.random.Generator, anatomy: Anatomy,
         machine=machine,
         fps=fps,
         depth_mm=depth,
-        fan_deg=float(np.clip(spec.fan_deg + rng.normal(0, 5.0), 60.0, 90.0)),
-        fan_radius=float(rng.uniform(0.86, 1.0)),
-        gain_db=float(rng.normal(0.0, 4.0)),
-        tgc_db=tuple(float(v) for v in rng.normal(0.0, 3.0, size=5)),
-        attenuation_db_mm=float(rng.normal(-0.03, 0.04)),
-        psf_axial=float(spec.psf_axial * np.exp(rng.normal(0, 0.08))),
-        psf_lateral=float(spec.psf_lateral * np.exp(rng.normal(0, 0.08))),
-        dynamic_range_db=float(spec.dynamic_range_db + rng.normal(0, 3.0)),
-        gamma=float(spec.gamma * np.exp(rng.normal(0, 0.08))),
-        haze=float(rng.uniform(0.0, 0.12)),
-        noise_db=float(rng.uniform(-48.0, -36.0)),
-        text_level=int(rng.integers(150, 256)),
+        fan_deg=spec.fan_deg - (10.0 if rng.uniform() < 0.3 else 0.0),
+        fan_radius=spec.fan_radius,
+        gain_db=float(rng.normal(0.0, 3.0)),
+        tgc_db=tuple(float(v) for v in rng.normal(0.0, 1.5, size=5)),  # sliders mostly left alone
+        attenuation_db_mm=float(rng.normal(-0.03, 0.03)),  # body habitus, imperfect TGC
+        psf_axial=spec.psf_axial,
+        psf_lateral=spec.psf_lateral,
+        dynamic_range_db=spec.dynamic_range_db + float(rng.choice([-6.0, 0.0, 0.0, 6.0])),
+        gamma=spec.gamma,
+        haze=float(rng.uniform(0.0, 0.12)),  # near-field clutter depends on the patient's window
+        noise_db=spec.noise_db,
+        text_level=spec.text_level,
         exam_date=f"{year}{month:02d}{mday:02d}",
     )
 
@@ -205,12 +212,14 @@ def sample_clip(rng: np.random.Generator, anatomy: Anatomy, *, echo_view: str = 
         n_frames=int(rng.integers(frames_range[0], frames_range[1] + 1)),
         start_phase=float(rng.uniform()),
         hr_bpm=float(np.clip(anatomy.hr_bpm + rng.normal(0, 2.0), 45.0, 120.0)),
-        angle_deg=float(rng.normal(0, 3.0)),
-        shift_x_mm=float(rng.normal(0, 3.0)),
-        shift_y_mm=float(rng.normal(0, 2.0)),
-        scale=float(np.clip(rng.normal(1.0, 0.03), 0.92, 1.08)),
-        gain_db=float(rng.normal(0, 1.5)),
-        tgc_db=tuple(float(v) for v in rng.normal(0.0, 0.8, size=5)),
+        angle_deg=float(rng.normal(0, 4.0)),
+        shift_x_mm=float(rng.normal(0, 4.0)),
+        shift_y_mm=float(rng.normal(0, 3.0)),
+        scale=float(np.clip(rng.normal(1.0, 0.04), 0.9, 1.1)),
+        depth_step_mm=float(rng.choice([-10.0, 0.0, 0.0, 0.0, 0.0, 0.0, 10.0])),
+        gain_db=float(rng.normal(0, 2.0)),
+        tgc_db=tuple(float(v) for v in rng.normal(0.0, 0.5, size=5)),
+        haze_scale=float(np.exp(rng.normal(0, 0.4))),
         speckle_seed=int(rng.integers(2**31)),
         time_s=int(rng.integers(7 * 3600, 18 * 3600)),
     )

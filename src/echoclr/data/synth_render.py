@@ -14,10 +14,12 @@ from scipy.ndimage import gaussian_filter
 
 from echoclr.data.synth_anatomy import MACHINES, Clip, Study
 from echoclr.data.synth_heart import MYOCARDIUM, a4c_scene, beat_timeline, plax_scene
+from echoclr.data.synth_shapes import MaterialGrid, clamp01
 
 SPECKLE_TAU_S = 0.25  # decorrelation time of tissue speckle (out-of-plane motion)
 APEX_ROW = 0.02  # sector apex, fraction of the frame height from the top
 OVERLAY_GAP_PX = 2.0  # burned-in text stays this far outside the fan (so fan masking removes it)
+CHUNK_FRAMES = 12  # frames rendered together: arrays stay in cache
 
 
 def frame_times(study: Study, clip_index: int) -> np.ndarray:
@@ -26,15 +28,10 @@ def frame_times(study: Study, clip_index: int) -> np.ndarray:
     return clip.start_phase * 60.0 / clip.hr_bpm + np.arange(clip.n_frames) / study.preset.fps
 
 
-def end_systole_s(hr_bpm: float) -> float:
-    """Time (s) from end-diastole to end-systole at a heart rate."""
-    return 0.40 - 0.0013 * hr_bpm
-
-
 def fan_geometry(study: Study, clip: Clip, size: int) -> tuple[float, float, float, float]:
     """(depth_mm, half_angle_rad, apex_row_px, radius_px) of a video's sector."""
     preset = study.preset
-    depth = preset.depth_mm + (25.0 if clip.echo_view == "A4C" else 0.0)
+    depth = preset.depth_mm + clip.depth_step_mm + (25.0 if clip.echo_view == "A4C" else 0.0)
     apex = APEX_ROW * size
     return depth, np.radians(preset.fan_deg / 2), apex, preset.fan_radius * (size - 1 - apex)
 
@@ -56,69 +53,77 @@ def heart_coordinates(study: Study, clip: Clip, x: np.ndarray, y: np.ndarray):
     return np.cos(a) * dx - np.sin(a) * dy, np.sin(a) * dx + np.cos(a) * dy
 
 
+def heart_to_pixel(study: Study, clip_index: int, size: int, u, v) -> tuple[np.ndarray, np.ndarray]:
+    """(row, col) in the frame of heart coordinates (u, v) in mm: the inverse of the rendering's
+    geometry, for measuring rendered anatomy."""
+    clip = study.clips[clip_index]
+    probe_u, probe_v = heart_coordinates(study, clip, np.float64(0.0), np.float64(0.0))
+    du, dv = np.asarray(u) - probe_u, np.asarray(v) - probe_v  # from the probe, heart axes
+    ex = heart_coordinates(study, clip, np.float64(1.0), np.float64(0.0))  # image x in heart axes
+    ey = heart_coordinates(study, clip, np.float64(0.0), np.float64(1.0))
+    ex, ey = (ex[0] - probe_u, ex[1] - probe_v), (ey[0] - probe_u, ey[1] - probe_v)
+    x, y = du * ex[0] + dv * ex[1], du * ey[0] + dv * ey[1]  # rotation: transpose = inverse
+    depth, _, apex, radius = fan_geometry(study, clip, size)
+    scale = radius / depth  # px per mm
+    return apex + y * scale, size / 2 + x * scale
+
+
 def chest_wall(study: Study, y: np.ndarray) -> np.ndarray:
     """Reflectivity of the layered chest wall above the heart (probe coordinates, static)."""
     an = study.anatomy
     rng = np.random.default_rng(an.texture_seed + 2)
-    layers = 0.22 + 0.9 * np.exp(-0.5 * (y / 1.2) ** 2)  # skin
+    layers = 0.2 + 0.5 * np.exp(-0.5 * (y / 1.2) ** 2)  # skin
     for depth in rng.uniform(3.0, an.chest_mm, size=3):  # fascia
-        layers = layers + rng.uniform(0.3, 0.8) * np.exp(-0.5 * ((y - depth) / 0.8) ** 2)
+        layers = layers + rng.uniform(0.2, 0.5) * np.exp(-0.5 * ((y - depth) / 0.8) ** 2)
     return layers * an.echogenicity
 
 
-def speckle(rng: np.random.Generator, u0: np.ndarray, v0: np.ndarray, spacing: float, rho: float):
-    """Complex scatterers (T, R, A) attached to the tissue (material coordinates u0, v0, mm).
-
-    A white complex-Gaussian field on a material grid evolves as AR(1) with frame correlation
-    `rho`, so speckle moves with the walls and decorrelates slowly.
-    """
-    lo_u, lo_v = float(u0.min()), float(v0.min())
-    n_u = int((float(u0.max()) - lo_u) / spacing) + 2
-    n_v = int((float(v0.max()) - lo_v) / spacing) + 2
-    index = (np.rint((v0 - lo_v) / spacing).astype(np.int32) * n_u
-             + np.rint((u0 - lo_u) / spacing).astype(np.int32))
-    grid = rng.standard_normal((2, n_v * n_u), dtype=np.float32)
-    re, im = np.empty(u0.shape, np.float32), np.empty(u0.shape, np.float32)
-    fresh = np.float32(np.sqrt(1 - rho**2))
-    for t in range(u0.shape[0]):
-        if t:
-            grid = np.float32(rho) * grid + fresh * rng.standard_normal(grid.shape, dtype=np.float32)
-        re[t], im[t] = grid[0, index[t]], grid[1, index[t]]
-    return re, im
-
-
 def beam_image(study: Study, clip_index: int, size: int, times: np.ndarray) -> np.ndarray:
-    """Display brightness 0..1 in beam space, (T, R, A) float32: depth rows, beam columns."""
+    """Display brightness 0..1 in beam space, (T, R, A) float32: depth rows, beam columns.
+
+    Scatterers are a white complex-Gaussian field on the heart's material grid, evolving as AR(1)
+    from frame to frame, so speckle moves with the walls and decorrelates slowly.
+    """
     clip, preset, an = study.clips[clip_index], study.preset, study.anatomy
     depth, half, _, _ = fan_geometry(study, clip, size)
-    n_r, n_a = int(round(1.1 * size)), int(round(0.9 * size))
+    n_r, n_a = size, int(round(0.8 * size))
     r = ((np.arange(n_r, dtype=np.float32) + 0.5) / n_r * depth)[:, None]  # (R, 1) mm
     theta = np.linspace(-half, half, n_a, dtype=np.float32)[None, :]  # (1, A) rad
     x, y = r * np.sin(theta), r * np.cos(theta)
-    u, v = heart_coordinates(study, clip, x, y)
+    u, v = (a.astype(np.float32) for a in heart_coordinates(study, clip, x, y))
+    grid = MaterialGrid.covering(an, u, v, spacing=depth / n_r)
     beat, _ = beat_timeline(times, clip.hr_bpm)
     scene = a4c_scene if clip.echo_view == "A4C" else plax_scene
-    amp, (u0, v0) = scene(an, clip, beat, u.astype(np.float32), v.astype(np.float32))
-    near = np.clip((an.chest_mm - y) / 1.0 + 0.5, 0, 1)  # chest wall covers the heart scene
-    amp = amp * (1 - near) + near * chest_wall(study, y)
-    amp = amp + preset.haze * np.exp(-y / 30.0)  # reverberation clutter in the near field
-    amp = amp * (1 - 0.35 * (theta / half) ** 4)  # beam apodisation toward the fan edges
-
-    rng = np.random.default_rng(clip.speckle_seed)
-    rho = float(np.exp(-1.0 / (preset.fps * SPECKLE_TAU_S)))
-    re, im = speckle(rng, u0, v0, spacing=depth / n_r, rho=rho)
-    sigma = (0, preset.psf_axial, preset.psf_lateral)
-    re = gaussian_filter(amp * re, sigma, mode="nearest", truncate=2.5)
-    im = gaussian_filter(amp * im, sigma, mode="nearest", truncate=2.5)
-    noise = MYOCARDIUM * 10 ** ((preset.noise_db + 0.12 * r) / 20)  # grows with depth after TGC
-    re += noise * rng.standard_normal(re.shape, dtype=np.float32)
-    im += noise * rng.standard_normal(im.shape, dtype=np.float32)
-    db = 10 * np.log10((re * re + im * im) / MYOCARDIUM**2 + 1e-10)  # tissue ~ 0 dB
+    near = np.clip((an.chest_mm - y) / 1.0 + 0.5, 0, 1)  # the chest wall covers the heart scene
+    chest = near * chest_wall(study, y) + preset.haze * clip.haze_scale * np.exp(-y / 25.0)  # + near-field clutter
+    apodisation = 1 - 0.35 * (theta / half) ** 4  # beams weaken toward the fan edges
     knots = np.linspace(0, depth, 5)
     tgc = np.interp(r[:, 0], knots, np.add(preset.tgc_db, clip.tgc_db))[:, None]
-    gain = preset.gain_db + clip.gain_db + tgc + preset.attenuation_db_mm * r
-    level = np.clip((db + gain) / preset.dynamic_range_db + 0.45, 0, 1)
-    return (level ** preset.gamma).astype(np.float32)
+    gain = (preset.gain_db + clip.gain_db + tgc + preset.attenuation_db_mm * r).astype(np.float32)
+    noise = MYOCARDIUM * 10 ** ((preset.noise_db + 0.12 * r) / 20)  # grows with depth after TGC
+    sigma = (0, preset.psf_axial, preset.psf_lateral)
+
+    rng = np.random.default_rng(clip.speckle_seed)
+    rho = np.float32(np.exp(-1.0 / (preset.fps * SPECKLE_TAU_S)))
+    fresh = np.float32(np.sqrt(1 - rho**2))
+    scatter = rng.standard_normal((2, grid.n_v * grid.n_u), dtype=np.float32)
+    out = np.empty((len(times), n_r, n_a), np.float32)
+    for start in range(0, len(times), CHUNK_FRAMES):
+        chunk = slice(start, min(start + CHUNK_FRAMES, len(times)))
+        amp, cells = scene(an, clip, beat.frames(chunk), u, v, grid)
+        amp = (amp * (1 - near) + chest) * apodisation
+        re, im = np.empty_like(amp), np.empty_like(amp)
+        for t in range(amp.shape[0]):
+            if start + t:
+                scatter = rho * scatter + fresh * rng.standard_normal(scatter.shape, dtype=np.float32)
+            re[t], im[t] = scatter[0, cells[t]], scatter[1, cells[t]]
+        re = gaussian_filter(amp * re, sigma, mode="nearest", truncate=2.5)
+        im = gaussian_filter(amp * im, sigma, mode="nearest", truncate=2.5)
+        re += noise * rng.standard_normal(re.shape, dtype=np.float32)
+        im += noise * rng.standard_normal(im.shape, dtype=np.float32)
+        db = 10 * np.log10((re * re + im * im) * (1 / MYOCARDIUM**2) + 1e-10)  # tissue ~ 0 dB
+        out[chunk] = clamp01((db + gain) * (1 / preset.dynamic_range_db) + 0.45) ** preset.gamma
+    return out
 
 
 def scan_convert(beams: np.ndarray, depth: float, half: float, apex: float, radius: float,

@@ -159,27 +159,58 @@ def _read_av(path: Path, max_frames: int | None) -> Video:
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else None
         declared = stream.frames or _estimate_frames(stream, container, fps)
-        gray = (stream.codec_context.pix_fmt or "").startswith("gray")
         height, width = stream.codec_context.height, stream.codec_context.width
-        check_size(path, declared or 0, height, width, 1 if gray else 3, max_frames)
-        frames = []
-        try:
-            for frame in container.decode(stream):
-                frames.append(frame.to_ndarray(format="gray" if gray else "rgb24"))
-                if max_frames is not None and len(frames) >= max_frames:
-                    break
-        except av.FFmpegError as err:
-            raise VideoReadError(
-                path, f"decoding failed after {len(frames)} frames ({err.strerror or err})") from err
+        check_size(path, declared or 0, height, width, 3, max_frames)
+        frames = _decode_av(path, container, stream, max_frames)
         meta = {"source_format": _container_name(container.format.name),
                 "codec": stream.codec_context.name, "n_frames_declared": declared}
     if not frames:
         raise VideoReadError(path, "no decodable frames")
-    expected = declared if max_frames is None else min(declared or 0, max_frames)
-    if stream.frames and len(frames) < expected:
+    if stream.frames and len(frames) < min(stream.frames, max_frames or stream.frames):
         raise VideoReadError(
             path, f"truncated: the header declares {declared} frames, only {len(frames)} decode")
-    return Video(collapse_gray(np.stack(frames)), fps, meta)
+    return Video(np.stack(frames), fps, meta)
+
+
+def _decode_av(path: Path, container, stream, max_frames: int | None) -> list[np.ndarray]:
+    """Frames as gray (H, W) while every frame's chroma is neutral (cheaper, and gray is what
+    they are), as RGB (H, W, 3) once one is not; capped by the size limits."""
+    height, width = stream.codec_context.height, stream.codec_context.width
+    # A header without a frame count cannot be checked up front: cap while decoding.
+    cap = min(MAX_FRAMES, MAX_DECODED_BYTES // (height * width * 3))
+    frames: list[np.ndarray] = []
+    mode = "gray"
+    try:
+        for frame in container.decode(stream):
+            if mode == "gray" and not _neutral_chroma(frame):
+                mode = "rgb24"
+                frames = [np.repeat(f[..., None], 3, axis=-1) for f in frames]
+            frames.append(frame.to_ndarray(format=mode))
+            if max_frames is not None and len(frames) >= max_frames:
+                break
+            if len(frames) > cap:
+                raise VideoReadError(path, f"more than {cap} frames of {width}x{height}: over "
+                                     f"the {MAX_FRAMES}-frame or "
+                                     f"{MAX_DECODED_BYTES / 1024**3:.0f} GiB limit")
+    except av.FFmpegError as err:
+        raise VideoReadError(
+            path, f"decoding failed after {len(frames)} frames ({err.strerror or err})") from err
+    return frames
+
+
+def _neutral_chroma(frame) -> bool:
+    """True for a gray frame format, or planar YUV whose chroma planes are all 128."""
+    name = frame.format.name
+    if name.startswith("gray"):
+        return True
+    if not name.startswith("yuv") or len(frame.planes) != 3 or any(
+            c.bits != 8 for c in frame.format.components):  # 8-bit planar YUV only
+        return False
+    for plane in frame.planes[1:]:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        if not (rows[:, :plane.width] == 128).all():
+            return False
+    return True
 
 
 def collapse_gray(frames: np.ndarray) -> np.ndarray:
@@ -195,9 +226,9 @@ def _estimate_frames(stream, container, fps: float | None) -> int | None:
     if fps is None:
         return None
     if stream.duration is not None and stream.time_base is not None:
-        return int(round(float(stream.duration * stream.time_base) * fps))
+        return round(float(stream.duration * stream.time_base) * fps)
     if container.duration is not None:
-        return int(round(container.duration / av.time_base * fps))
+        return round(container.duration / av.time_base * fps)
     return None
 
 
@@ -210,6 +241,8 @@ def _read_dicom(path: Path, max_frames: int | None, salt: str) -> Video:
     except Exception as err:
         raise VideoReadError(path, f"unreadable DICOM ({type(err).__name__}: {err})") from err
     if "PixelData" not in ds:
+        if not ds.preamble and "SOPClassUID" not in ds:
+            raise VideoReadError(path, "not a DICOM file (no DICM preamble, no pixel data)")
         raise VideoReadError(path, "DICOM has no pixel data (not an image)")
     try:
         rows, cols = int(ds.Rows), int(ds.Columns)
@@ -220,10 +253,11 @@ def _read_dicom(path: Path, max_frames: int | None, salt: str) -> Video:
         raise VideoReadError(path, f"DICOM image header incomplete ({err})") from err
     if n_frames < 1:
         raise VideoReadError(path, f"NumberOfFrames is {n_frames}")
-    check_size(path, n_frames, rows, cols, 3 if samples == 3 else 1, max_frames)
+    channels = 3 if samples == 3 or photometric == "PALETTE COLOR" else 1
+    check_size(path, n_frames, rows, cols, channels, max_frames)
     _check_frame_count(path, ds, n_frames)
     n_use = n_frames if max_frames is None else min(n_frames, max_frames)
-    raw = np.stack(list(pydicom.pixels.iter_pixels(ds, indices=range(n_use))))
+    raw = _decode_dicom(path, ds, n_use)
     frames = _dicom_to_uint8(path, ds, raw, photometric)
     return Video(frames, _dicom_fps(ds), _dicom_meta(ds, salt, n_frames, photometric))
 
@@ -231,7 +265,8 @@ def _read_dicom(path: Path, max_frames: int | None, salt: str) -> Video:
 def _check_frame_count(path: Path, ds: pydicom.Dataset, n_frames: int) -> None:
     """NumberOfFrames must match what the pixel data holds (catches truncated files too)."""
     data = ds.PixelData
-    if not ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian).is_encapsulated:
+    syntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian)
+    if not syntax.is_encapsulated:
         expected = pydicom.pixels.utils.get_expected_length(ds, unit="bytes")
         frame_bytes = expected // n_frames
         held = len(data) // frame_bytes if frame_bytes else 0
@@ -251,7 +286,56 @@ def _check_frame_count(path: Path, ds: pydicom.Dataset, n_frames: int) -> None:
             "compressed fragments (truncated?)")
 
 
-def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray, photometric: str) -> np.ndarray:
+def _decode_dicom(path: Path, ds: pydicom.Dataset, n_use: int) -> np.ndarray:
+    """The first ``n_use`` frames, (n_use, H, W[, 3]); YBR_FULL(_422) converted to RGB here,
+    or kept as its Y plane when every frame's chroma is neutral (gray content)."""
+    syntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian)
+    try:
+        decoder = pydicom.pixels.get_decoder(syntax)
+    except NotImplementedError as err:
+        raise VideoReadError(path, f"unsupported transfer syntax {syntax.name or syntax}") from err
+    # Pillow's libjpeg-turbo decodes baseline JPEG (most ultrasound) faster than libjpeg.
+    plugins = [""]
+    if syntax == pydicom.uid.JPEGBaseline8Bit and "pillow" in decoder.available_plugins:
+        plugins.insert(0, "pillow")
+    for k, plugin in enumerate(plugins):
+        try:
+            frames = [_ybr_to_rgb_or_gray(arr) if info.get("photometric_interpretation") in (
+                "YBR_FULL", "YBR_FULL_422") else arr
+                for arr, info in _iter_decoded(decoder, ds, syntax, n_use, plugin)]
+            break
+        except Exception:  # a plugin that cannot handle this file: fall back to pydicom's choice
+            if k == len(plugins) - 1:
+                raise
+    if any(f.ndim == 3 for f in frames) and any(f.ndim == 2 for f in frames):
+        frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1) for f in frames]
+    return np.stack(frames)
+
+
+def _iter_decoded(decoder, ds: pydicom.Dataset, syntax, n_use: int, plugin: str):
+    """(array, info) per frame, undecoded colour space (raw=True)."""
+    if syntax.is_encapsulated:
+        yield from decoder.iter_array(ds, indices=range(n_use), raw=True, decoding_plugin=plugin)
+    else:  # frame by frame: pydicom 3.0's iter_array miscounts native YBR_FULL_422 frames
+        for i in range(n_use):
+            yield decoder.as_array(ds, index=i, raw=True)
+
+
+def _ybr_to_rgb_or_gray(ybr: np.ndarray) -> np.ndarray:
+    """YBR_FULL (H, W, 3) → RGB (DICOM PS3.3 C.7.6.3.1.2); the Y plane alone if Cb = Cr = 128."""
+    if ybr.dtype != np.uint8:
+        return pydicom.pixels.convert_color_space(ybr, "YBR_FULL", "RGB")
+    if (ybr[..., 1] == 128).all() and (ybr[..., 2] == 128).all():
+        return np.ascontiguousarray(ybr[..., 0])
+    y = ybr[..., 0].astype(np.float32)
+    cb = ybr[..., 1].astype(np.float32) - 128
+    cr = ybr[..., 2].astype(np.float32) - 128
+    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray,
+                    photometric: str) -> np.ndarray:
     """(T, H, W[, 3]) decoded values → uint8; monochrome windowed or min-max scaled."""
     if photometric == "PALETTE COLOR":
         rgb = pydicom.pixels.apply_color_lut(raw, ds)
@@ -259,22 +343,26 @@ def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray, photometri
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
         gray = raw if raw.dtype == np.uint8 else _scale_monochrome(ds, raw)
         return 255 - gray if photometric == "MONOCHROME1" else gray
-    # RGB, and YBR_* which pydicom and the JPEG/JPEG 2000 decoders have converted to RGB.
+    # RGB; YBR_FULL(_422) converted by _decode_dicom, YBR_RCT/ICT by the JPEG 2000 decoder.
     if photometric not in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"):
         raise VideoReadError(path, f"unsupported photometric interpretation {photometric}")
+    if raw.ndim == 3 and raw.dtype == np.uint8:  # YBR with neutral chroma: gray already
+        return raw
     if raw.ndim != 4 or raw.shape[-1] != 3:
-        raise VideoReadError(path, f"{photometric} pixel data has shape {raw.shape[1:]}, not (H, W, 3)")
+        raise VideoReadError(
+            path, f"{photometric} pixel data has shape {raw.shape[1:]}, not (H, W, 3)")
     if raw.dtype == np.uint8:
         return collapse_gray(raw)
-    bits = int(ds.get("BitsStored", 8 * raw.itemsize))
-    return (raw.astype(np.float32) * (255.0 / (2**bits - 1))).round().clip(0, 255).astype(np.uint8)
+    scale = 255.0 / (2 ** int(ds.get("BitsStored", 8 * raw.itemsize)) - 1)
+    return (raw.astype(np.float32) * scale).round().clip(0, 255).astype(np.uint8)
 
 
 def _scale_monochrome(ds: pydicom.Dataset, raw: np.ndarray) -> np.ndarray:
     """Window (WindowCenter/Width after rescale) if given, else min-max over the whole video."""
     values = raw.astype(np.float32)
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:
-        values = values * float(ds.get("RescaleSlope", 1) or 1) + float(ds.get("RescaleIntercept", 0) or 0)
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        values = values * slope + float(ds.get("RescaleIntercept", 0) or 0)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None:
         center = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)

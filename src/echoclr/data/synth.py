@@ -1,0 +1,234 @@
+"""The synthetic echo cohort: the package's embedded default dataset (no real echo data needed).
+
+Each patient has one study of 2-5 PLAX videos (sometimes one A4C) that share a heart, labels
+(`lvh`, `severe_as`) and a machine preset, and differ in probe position, cycle phase, length and
+speckle: the structure multi-instance contrastive pretraining (EchoCLR) relies on. Writes AVI
+videos, a few multi-frame DICOMs with fake identifiers, `manifest.csv` and ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+from tqdm import tqdm
+
+from echoclr.data.synth_anatomy import MACHINES, Study, sample_study
+from echoclr.data.synth_heart import systole_s
+from echoclr.data.synth_render import fan_geometry, render_video
+from echoclr.data.video import write_video
+
+MANIFEST_COLUMNS = ("path", "study_id", "patient_id", "view", "fps", "n_frames", "lvh", "severe_as")
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What `synthesize` writes."""
+
+    out: str  # output folder (created; files of the same name are overwritten)
+    patients: int = 200  # one study per patient
+    seed: int = 0  # same seed -> byte-identical manifest and identical frames
+    size: int = 112  # frame height = width, pixels (EchoNet's 112 x 112)
+    plax_min: int = 2  # fewest PLAX videos per study
+    plax_max: int = 5  # most PLAX videos per study
+    other_view_prob: float = 0.2  # chance that a study also holds one A4C video
+    frames_min: int = 40  # shortest video, frames
+    frames_max: int = 120  # longest video, frames
+    fps_min: int = 30  # lowest study frame rate, frames/s
+    fps_max: int = 80  # highest study frame rate, frames/s
+    dicom_fraction: float = 0.05  # share of videos written as multi-frame DICOM instead of AVI
+    lvh_prevalence: float = 0.35  # expected share of lvh = 1
+    as_prevalence: float = 0.18  # expected share of severe_as = 1
+    as_lvh_correlation: float = 0.35  # latent correlation of AS severity and wall thickness
+    lossless: bool = True  # AVI codec: FFV1 (exact frames) or MJPG q2 (lossy, no smaller on speckle)
+    workers: int = 1  # processes rendering studies in parallel
+
+
+def study_for(cfg: SynthConfig, index: int) -> Study:
+    """Patient `index` of the cohort `cfg` describes (no rendering; cheap)."""
+    return sample_study(cfg.seed, index, plax_range=(cfg.plax_min, cfg.plax_max),
+                        other_view_prob=cfg.other_view_prob,
+                        frames_range=(cfg.frames_min, cfg.frames_max),
+                        fps_range=(cfg.fps_min, cfg.fps_max), lvh_prevalence=cfg.lvh_prevalence,
+                        as_prevalence=cfg.as_prevalence, as_lvh_correlation=cfg.as_lvh_correlation)
+
+
+def sample_cohort(cfg: SynthConfig) -> list[Study]:
+    """Every study of the cohort, without rendering."""
+    return [study_for(cfg, i) for i in range(cfg.patients)]
+
+
+def truth_row(study: Study) -> dict:
+    """One study's continuous anatomy and preset (for analysis; never a model input)."""
+    preset = dataclasses.asdict(study.preset)
+    tgc = preset.pop("tgc_db")
+    row = {"study_id": study.study_id, "patient_id": study.patient_id}
+    row |= dataclasses.asdict(study.anatomy)
+    row |= {f"preset_{k}": v for k, v in preset.items()}
+    row |= {f"preset_tgc{i}_db": v for i, v in enumerate(tgc)}
+    row["machine_name"] = MACHINES[study.preset.machine].name
+    row["n_plax"] = sum(c.echo_view == "PLAX" for c in study.clips)
+    row["n_a4c"] = sum(c.echo_view == "A4C" for c in study.clips)
+    return row
+
+
+def video_name(study: Study, clip_index: int, dicom: bool) -> str:
+    """Path of a video relative to the output folder."""
+    return (f"dicom/{study.study_id}_{clip_index + 1:02d}.dcm" if dicom
+            else f"videos/{study.study_id}_{clip_index + 1:02d}.avi")
+
+
+def is_dicom(cfg: SynthConfig, index: int, clip_index: int) -> bool:
+    """Whether a video is written as DICOM (its own random stream: the anatomy is unaffected)."""
+    return bool(np.random.default_rng([cfg.seed, index, clip_index, 7]).uniform() < cfg.dicom_fraction)
+
+
+def write_dicom(path: Path, frames: np.ndarray, study: Study, clip_index: int, seed: int,
+                size: int) -> None:
+    """Write an Ultrasound Multi-frame Image (MONOCHROME2 uint8) with fake identifiers.
+
+    The patient name, ID and birth date are fake but present, so that ingest's de-identification
+    is exercised; UIDs are derived from the seed, so files are byte-identical across runs.
+    """
+    clip, preset = study.clips[clip_index], study.preset
+    rng = np.random.default_rng([seed, study.index, 11])
+    uid = lambda kind: generate_uid(entropy_srcs=[f"echoclr-synth-{seed}-{study.index}-{kind}"])  # noqa: E731
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = uid(f"sop-{clip_index}")
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid(f"series-{clip_index}")
+    ds.Modality, ds.Manufacturer = "US", MACHINES[preset.machine].name
+    ds.InstitutionName = "SYNTHETIC HEART CENTER"
+    ds.PatientName = f"SYNTH^{study.index:05d}"
+    ds.PatientID = f"SYNTH-{study.patient_id}"
+    ds.PatientBirthDate = f"{rng.integers(1930, 1996)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+    ds.PatientSex = "MF"[int(rng.integers(2))]
+    ds.StudyDate = ds.ContentDate = preset.exam_date
+    ds.StudyTime = ds.ContentTime = f"{clip.time_s // 3600:02d}{clip.time_s // 60 % 60:02d}{clip.time_s % 60:02d}"
+    ds.AccessionNumber, ds.StudyID = f"ACC{study.index:07d}", study.study_id
+    ds.SeriesNumber, ds.InstanceNumber = clip_index + 1, 1
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = size, size, len(frames)
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.FrameIncrementPointer = pydicom.tag.Tag("FrameTime")
+    ds.FrameTime = f"{1000.0 / preset.fps:.4f}"  # ms
+    ds.CineRate = ds.RecommendedDisplayFrameRate = preset.fps
+    depth, _, apex, radius = fan_geometry(study, clip, size)
+    region = Dataset()
+    region.RegionSpatialFormat, region.RegionDataType, region.RegionFlags = 1, 1, 0
+    region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, int(apex)
+    region.RegionLocationMaxX1, region.RegionLocationMaxY1 = size - 1, size - 1
+    region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
+    region.PhysicalDeltaX = region.PhysicalDeltaY = depth / 10.0 / radius
+    ds.SequenceOfUltrasoundRegions = [region]
+    ds.PixelData = np.ascontiguousarray(frames, np.uint8).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_study(cfg: SynthConfig, index: int) -> tuple[list[dict], list[dict], dict]:
+    """Render and write every video of one study; returns its manifest, video and truth rows."""
+    study = study_for(cfg, index)
+    out = Path(cfg.out)
+    an, fps = study.anatomy, study.preset.fps
+    rows, videos = [], []
+    for k, clip in enumerate(study.clips):
+        dicom = is_dicom(cfg, index, k)
+        name = video_name(study, k, dicom)
+        frames = render_video(study, k, cfg.size)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        if dicom:
+            write_dicom(out / name, frames, study, k, cfg.seed, cfg.size)
+        else:
+            write_video(out / name, frames, fps, lossless=cfg.lossless)
+        rows.append({"path": name, "study_id": study.study_id, "patient_id": study.patient_id,
+                     "view": clip.echo_view, "fps": fps, "n_frames": clip.n_frames,
+                     "lvh": an.lvh, "severe_as": an.severe_as})
+        clip_row = dataclasses.asdict(clip)
+        clip_row["tgc_db"] = " ".join(f"{v:.3f}" for v in clip_row["tgc_db"])
+        videos.append({"path": name, "study_id": study.study_id, **clip_row})
+    return rows, videos, truth_row(study)
+
+
+def synthesize(cfg: SynthConfig) -> Path:
+    """Write the cohort into `cfg.out`: videos/, dicom/, manifest.csv, truth.csv, truth_videos.csv.
+
+    Returns:
+        The path of manifest.csv (video paths in it are relative to its folder).
+    """
+    if cfg.patients < 1 or cfg.size < 16:
+        raise ValueError(f"{cfg.out}: need patients >= 1 and size >= 16, got {cfg.patients}, {cfg.size}")
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = range(cfg.patients)
+    if cfg.workers > 1:
+        with ProcessPoolExecutor(cfg.workers) as pool:
+            results = list(tqdm(pool.map(write_study, [cfg] * cfg.patients, indices, chunksize=2),
+                                total=cfg.patients, desc="synth", disable=None))
+    else:
+        results = [write_study(cfg, i) for i in tqdm(indices, desc="synth", disable=None)]
+    manifest = pd.DataFrame([r for rows, _, _ in results for r in rows], columns=MANIFEST_COLUMNS)
+    pd.DataFrame([v for _, videos, _ in results for v in videos]).to_csv(
+        out / "truth_videos.csv", index=False, float_format="%.6g")
+    pd.DataFrame([t for _, _, t in results]).to_csv(out / "truth.csv", index=False,
+                                                    float_format="%.6g")
+    manifest.to_csv(out / "manifest.csv", index=False)
+    return out / "manifest.csv"
+
+
+def montage_studies(seed: int, per_group: int) -> dict[str, list[Study]]:
+    """The first `per_group` LVH-only, normal and severe-AS studies of cohort `seed`."""
+    groups: dict[str, list[Study]] = {"LVH": [], "normal": [], "severe AS": []}
+    index = 0
+    while min(len(g) for g in groups.values()) < per_group:
+        study = sample_study(seed, index)
+        an = study.anatomy
+        key = "severe AS" if an.severe_as else ("LVH" if an.lvh else "normal")
+        if len(groups[key]) < per_group and study.clips[0].echo_view == "PLAX":
+            groups[key].append(study)
+        index += 1
+    return groups
+
+
+def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112, per_group: int = 4) -> Path:
+    """Save a PNG of end-diastolic and end-systolic frames: LVH, normal and severe-AS studies.
+
+    Each column is one study's first PLAX video; captions give the true wall thickness (mm)
+    and aortic-valve opening (fraction of the root).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = montage_studies(seed, per_group)
+    fig, axes = plt.subplots(2 * len(groups), per_group, figsize=(2.0 * per_group, 2.1 * 2 * len(groups)))
+    for g, (name, studies) in enumerate(groups.items()):
+        for j, study in enumerate(studies):
+            hr = study.clips[0].hr_bpm
+            ed_es = render_video(study, 0, size, times=np.array([0.0, systole_s(hr) - 0.06]))
+            an = study.anatomy
+            for p, phase in enumerate(("ED", "ES")):
+                ax = axes[2 * g + p, j]
+                ax.imshow(ed_es[p], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+                ax.set_xticks([]), ax.set_yticks([])
+                ax.set_title(f"{name} {phase}  wall {an.wall_mm:.1f} mm  AV {an.av_opening:.2f}",
+                             fontsize=6)
+    fig.suptitle(f"echoclr synthetic PLAX cohort (seed {seed}, {size} px)", fontsize=9)
+    fig.tight_layout()
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,173 @@
+"""Preprocessing and the ingest command: cache layout, report, resume, privacy."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydicom.data import get_testdata_file
+
+from _video_fixtures import PHI, echo_frames, make_archive
+from echoclr.data.ingest import (
+    IngestConfig, ingest, preprocess, resize_area, video_key,
+)
+from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
+from echoclr.data.video import Video, read_video
+
+SALT = "pepper-7f3a-secret"
+
+
+# --- preprocess -----------------------------------------------------------------------------
+
+def test_preprocess_shape_and_info():
+    frames = echo_frames(t=12, h=48, w=64)[0]
+    out, info = preprocess(Video(frames, 30.0, {}), size=32, max_frames=10)
+    assert out.dtype == np.uint8 and out.shape == (10, 32, 32)
+    assert info["mask_method"] == "fan" and info["original_shape"] == [12, 48, 64]
+    x0, y0, x1, y1 = info["crop_box"]
+    top, bottom, left, right = info["pad"]
+    assert y1 - y0 + top + bottom == x1 - x0 + left + right  # padded to a square
+
+
+def test_preprocess_removes_overlay_outside_the_fan():
+    with_text = echo_frames(seed=3, overlay=True)[0]
+    without = echo_frames(seed=3, overlay=False)[0]
+    a, _ = preprocess(Video(with_text, 30.0, {}), size=40, max_frames=100)
+    b, _ = preprocess(Video(without, 30.0, {}), size=40, max_frames=100)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_preprocess_real_cine_zeroes_burned_in_text():
+    video = read_video(get_testdata_file("examples_ybr_color.dcm"))
+    gray = video.frames.mean(axis=-1)
+    overlay = (gray.std(axis=0) == 0) & (gray.mean(axis=0) > 40)  # static bright: text, icons
+    assert overlay[:40, :60].any() and overlay[:, 280:].any()  # top-left label, right column
+    scrubbed = video.frames.copy()
+    scrubbed[:, overlay] = 0
+    out, info = preprocess(video, size=112, max_frames=100)
+    clean, _ = preprocess(Video(scrubbed, video.fps, video.meta), size=112, max_frames=100)
+    assert info["mask_method"] == "fan"  # the file's region box is larger than the image
+    np.testing.assert_array_equal(out, clean)  # no overlay pixel reaches the output
+    assert out.shape == (30, 112, 112) and out.mean() > 5
+    for corner in (out[:, :6, :6], out[:, :6, -6:], out[:, -6:, :6], out[:, -6:, -6:]):
+        assert corner.max() == 0
+
+
+def test_preprocess_uses_a_plausible_dicom_region():
+    frames = echo_frames(t=8, h=48, w=64)[0]
+    meta = {"regions": [(4, 0, 59, 47), (0, 40, 63, 47)], "region_spatial_formats": [1, 4]}
+    _, info = preprocess(Video(frames, 30.0, meta), size=32, max_frames=100)
+    assert info["mask_method"] == "region+fan"
+    _, info = preprocess(Video(frames[:1], 30.0, meta), size=32, max_frames=100)
+    assert info["mask_method"] == "region" and "single frame" in info["mask_reason"]
+    off_fan = {"regions": [(0, 0, 9, 47)], "region_spatial_formats": [1]}  # a left strip
+    _, info = preprocess(Video(frames, 30.0, off_fan), size=32, max_frames=100)
+    assert info["mask_method"] == "fan" and "misses" in info["mask_reason"]
+
+
+def test_resize_area_matches_block_mean_and_opencv():
+    square = np.random.default_rng(0).integers(0, 256, (20, 60, 60), dtype=np.uint8)
+    blocks = square.reshape(20, 20, 3, 20, 3).mean(axis=(2, 4))
+    assert np.abs(resize_area(square, 20) - blocks).max() <= 0.5
+    assert (resize_area(np.full((2, 50, 50), 77, np.uint8), 112) == 77).all()
+    cv2 = pytest.importorskip("cv2")
+    ours = resize_area(square, 23)
+    theirs = np.stack([cv2.resize(f, (23, 23), interpolation=cv2.INTER_AREA) for f in square])
+    assert np.abs(ours.astype(int) - theirs).max() <= 1
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    return make_archive(tmp_path_factory.mktemp("archive"))
+
+
+@pytest.fixture(scope="module")
+def first_run(archive, tmp_path_factory):
+    cfg = IngestConfig(manifest=str(archive), out=str(tmp_path_factory.mktemp("cache")),
+                       size=32, salt=SALT)
+    return cfg, ingest(cfg)
+
+
+def test_ingest_result_and_report(first_run):
+    cfg, result = first_run
+    reasons = dict(result.skipped)
+    assert result.n_ok == 5 and result.n_skipped == 3 and not result.ok
+    assert "not a readable video" in reasons["corrupt.avi"]
+    assert reasons["exams é 1/clip 3.avi"] == "fps 12 < 25"
+    assert reasons["gone.avi"] == "file not found"
+    report = pd.read_csv(f"{cfg.out}/ingest_report.csv")
+    assert list(report.columns) == ["path", "reason"]
+    assert dict(zip(report["path"], report["reason"])) == reasons
+
+
+def test_ingest_cache_feeds_mmap_clips(first_run, archive):
+    cfg, _ = first_run
+    manifest = read_manifest(f"{cfg.out}/manifest.csv")
+    assert validate_manifest(manifest, cfg.out) == []
+    expected = {"path", "source", "n_frames", "fps", "split", "study_id", "lvh"}
+    assert expected <= set(manifest.columns)
+    assert set(manifest["split"]) <= {"train", "val", "test"}
+    row = manifest.set_index("source").loc["cine.dcm"]
+    assert row["path"] == f"videos/{video_key('cine.dcm')}.npy" and row["n_frames"] == 10
+    assert row["fps"] == pytest.approx(30.0, abs=0.01)
+    for path, n in zip(manifest["path"], manifest["n_frames"]):
+        video = np.load(f"{cfg.out}/{path}", mmap_mode="r")
+        assert isinstance(video, np.memmap) and video.dtype == np.uint8
+        assert video.shape == (n, 32, 32)
+        assert np.asarray(video[2:6]).max() > 0
+    config = json.loads(Path(cfg.out, "ingest_config.json").read_text())
+    assert "salt" not in config and config["preprocessing"]["size"] == 32
+
+
+def test_ingest_writes_no_identifiers(first_run):
+    cfg, _ = first_run
+    needles = [v.encode() for v in PHI.values()] + [b"Doe", SALT.encode()]
+    files = [p for p in Path(cfg.out).rglob("*") if p.is_file()]
+    assert len(files) >= 2 * 5 + 3
+    for path in files:
+        data = path.read_bytes()
+        assert not [n for n in needles if n in data], path
+
+
+def test_rerun_skips_finished_videos(first_run, archive):
+    cfg, first = first_run
+    def stamps():
+        return sorted((p.name, p.stat().st_mtime_ns) for p in Path(cfg.out, "videos").iterdir())
+
+    before = stamps()
+    again = ingest(cfg)
+    assert again.n_reused == first.n_ok == again.n_ok and again.skipped == first.skipped
+    assert stamps() == before  # nothing decoded or rewritten
+    assert len(pd.read_csv(f"{cfg.out}/manifest.csv")) == first.n_ok
+
+
+def test_parallel_view_filtered_run_matches(archive, tmp_path, first_run):
+    cfg = IngestConfig(manifest=str(archive), out=str(tmp_path / "c"), size=32, salt=SALT,
+                       workers=2, view="PLAX")
+    result = ingest(cfg)
+    assert result.n_ok == 4 and result.n_skipped == 3
+    ours = pd.read_csv(f"{cfg.out}/manifest.csv").set_index("source")
+    serial = pd.read_csv(f"{first_run[0].out}/manifest.csv").set_index("source")
+    assert set(ours.index) == set(serial.index) - {"exams é 1/clip 4.avi"}
+    for source in ours.index:
+        a = np.load(f"{cfg.out}/{ours.loc[source, 'path']}")
+        b = np.load(f"{first_run[0].out}/{serial.loc[source, 'path']}")
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cache_with_other_preprocessing_is_refused(first_run):
+    cfg, _ = first_run
+    with pytest.raises(ValueError, match="ingest into another folder"):
+        ingest(dataclasses.replace(cfg, size=48))
+
+
+def test_manifest_problems_stop_before_decoding(tmp_path):
+    pd.DataFrame({"path": ["a.avi", "a.avi"], "study_id": ["S1", "S2"]}).to_csv(
+        tmp_path / "m.csv", index=False)
+    with pytest.raises(ManifestError, match="duplicate path"):
+        ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "out")))
+    assert not (tmp_path / "out").exists()
