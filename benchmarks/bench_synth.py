@@ -1,6 +1,7 @@
 """Throughput of the synthetic cohort writer: videos per minute and disk per video.
 
-Usage: PYTHONPATH=src python benchmarks/bench_synth.py [--patients 20] [--sizes 112 48] [--workers 1 2]
+Usage: PYTHONPATH=src python benchmarks/bench_synth.py [--patients 20] [--sizes 112 48]
+       [--workers 1 2] [--mjpeg]
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 df = pd.read_csv(manifest)
                 mib = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file()) / 2**20
-                print(f"size {size:3d}  workers {workers}: {len(df)} videos ({df.n_frames.sum()} frames) "
+                frames = df.n_frames.sum()
+                print(f"size {size:3d}  workers {workers}: {len(df)} videos ({frames} frames) "
                       f"in {seconds:5.1f} s = {60 * len(df) / seconds:6.0f} videos/min, "
-                      f"{df.n_frames.sum() / seconds:5.0f} frames/s, {1024 * mib / len(df):4.0f} KiB/video",
+                      f"{frames / seconds:5.0f} frames/s, {1024 * mib / len(df):4.0f} KiB/video",
                       flush=True)
 
 

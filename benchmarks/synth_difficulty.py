@@ -7,7 +7,8 @@
 3. Positive retrieval with the same trivial features: for two PLAX videos per study, is the nearest
    other video (cosine) in a pool of 64 studies from the same study? (chance ~ 1/127)
 
-Usage: PYTHONPATH=src python benchmarks/synth_difficulty.py [--studies 600] [--size 112] [--workers 2]
+Usage: PYTHONPATH=src python benchmarks/synth_difficulty.py [--studies 600] [--size 112]
+       [--workers 2]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from sklearn.preprocessing import StandardScaler
 from echoclr.data.synth_anatomy import sample_anatomy, sample_study
 from echoclr.data.synth_render import render_video
 
+LABELS = ("lvh", "severe_as")
 C_GRID = (0.003, 0.03, 0.3, 3.0)  # inverse L2 strengths tried; the best on test is reported
 
 
@@ -73,8 +75,8 @@ def pixel_baseline(x: np.ndarray, labels: dict[str, np.ndarray], n_test: int = 2
                 for c in C_GRID:
                     model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
                     model.fit(scaler.transform(study_x[pick]), y[pick])
-                    auc = roc_auc_score(y[test], model.decision_function(scaler.transform(study_x[test])))
-                    aucs.append((c, auc))
+                    score = model.decision_function(scaler.transform(study_x[test]))
+                    aucs.append((c, roc_auc_score(y[test], score)))
             by_c = {c: np.mean([a for cc, a in aucs if cc == c]) for c in C_GRID}
             c_best = max(by_c, key=by_c.get)  # optimistic: C picked on test (an upper bound)
             line.append(f"n={n_train}: {by_c[c_best]:.3f} (C={c_best})")
@@ -108,7 +110,7 @@ def main() -> None:
         results = list(pool.map(study_features, jobs, chunksize=8))
     print(f"rendered {args.studies} studies x 2 videos x 16 frames in {time.time() - start:.0f} s")
     x = np.stack([r[0] for r in results])
-    labels = {"lvh": np.array([r[1] for r in results]), "severe_as": np.array([r[2] for r in results])}
+    labels = {name: np.array([r[i + 1] for r in results]) for i, name in enumerate(LABELS)}
     pixel_baseline(x, labels)
     retrieval(x)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
@@ -101,7 +102,8 @@ def test_ingest_result_and_report(first_run):
     assert reasons["gone.avi"] == "file not found"
     report = pd.read_csv(f"{cfg.out}/ingest_report.csv")
     assert list(report.columns) == ["path", "reason"]
-    assert dict(zip(report["path"], report["reason"])) == reasons
+    assert dict(zip(report["path"], report["reason"], strict=True)) == reasons
+    assert "skipped 3" in result.summary() and "corrupt.avi: not a readable" in result.summary()
 
 
 def test_ingest_cache_feeds_mmap_clips(first_run, archive):
@@ -114,7 +116,7 @@ def test_ingest_cache_feeds_mmap_clips(first_run, archive):
     row = manifest.set_index("source").loc["cine.dcm"]
     assert row["path"] == f"videos/{video_key('cine.dcm')}.npy" and row["n_frames"] == 10
     assert row["fps"] == pytest.approx(30.0, abs=0.01)
-    for path, n in zip(manifest["path"], manifest["n_frames"]):
+    for path, n in zip(manifest["path"], manifest["n_frames"], strict=True):
         video = np.load(f"{cfg.out}/{path}", mmap_mode="r")
         assert isinstance(video, np.memmap) and video.dtype == np.uint8
         assert video.shape == (n, 32, 32)
@@ -123,9 +125,11 @@ def test_ingest_cache_feeds_mmap_clips(first_run, archive):
     assert "salt" not in config and config["preprocessing"]["size"] == 32
 
 
-def test_ingest_writes_no_identifiers(first_run):
+def test_ingest_writes_no_identifiers(first_run, archive):
     cfg, _ = first_run
-    needles = [v.encode() for v in PHI.values()] + [b"Doe", SALT.encode()]
+    ds = pydicom.dcmread(archive.parent / "cine.dcm")
+    uids = [ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID]
+    needles = [v.encode() for v in [*PHI.values(), *uids, "Doe", SALT]]
     files = [p for p in Path(cfg.out).rglob("*") if p.is_file()]
     assert len(files) >= 2 * 5 + 3
     for path in files:

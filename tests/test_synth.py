@@ -50,7 +50,8 @@ def test_manifest_columns_and_study_structure(cohort):
     assert df.path.str.endswith(".dcm").any() and df.path.str.endswith(".avi").any()
     assert all((cohort.parent / p).is_file() for p in df.path)
     truth = pd.read_csv(cohort.parent / "truth.csv")
-    assert len(truth) == TINY["patients"] and {"wall_mm", "av_opening", "hr_bpm"} <= set(truth.columns)
+    assert len(truth) == TINY["patients"]
+    assert {"wall_mm", "av_opening", "hr_bpm"} <= set(truth.columns)
 
 
 def test_avi_readable_with_declared_frames_and_fps(cohort):
@@ -58,7 +59,8 @@ def test_avi_readable_with_declared_frames_and_fps(cohort):
     avis = df[df.path.str.endswith(".avi")]
     for row in avis.itertuples():
         frames, rate = read_avi(cohort.parent / row.path)
-        assert frames.shape == (row.n_frames, TINY["size"], TINY["size"]) and frames.dtype == np.uint8
+        assert frames.shape == (row.n_frames, TINY["size"], TINY["size"])
+        assert frames.dtype == np.uint8
         assert rate == row.fps
         assert frames.std() > 5  # an image, not a blank
 
@@ -174,7 +176,7 @@ def test_rendered_septum_thickens_with_the_anatomy_parameter():
         heart = dataclasses.replace(base.anatomy, septum_mm=mm, posterior_mm=mm, wall_mm=mm)
         thickness[mm] = septum_thickness_px(dataclasses.replace(base, anatomy=heart), 96)
     values = list(thickness.values())
-    assert all(b > a for a, b in zip(values, values[1:])), thickness
+    assert all(b > a for a, b in zip(values, values[1:], strict=False)), thickness
     from echoclr.data.synth_render import fan_geometry
 
     depth, _, _, radius = fan_geometry(base, base.clips[0], 96)

@@ -47,7 +47,7 @@ class SynthConfig:
     lvh_prevalence: float = 0.35  # expected share of lvh = 1
     as_prevalence: float = 0.18  # expected share of severe_as = 1
     as_lvh_correlation: float = 0.35  # latent correlation of AS severity and wall thickness
-    lossless: bool = True  # AVI codec: FFV1 (exact frames) or MJPG q2 (lossy, no smaller on speckle)
+    lossless: bool = True  # AVI codec: FFV1 (exact) or MJPG q2 (lossy, no smaller on speckle)
     workers: int = 1  # processes rendering studies in parallel
 
 
@@ -87,7 +87,8 @@ def video_name(study: Study, clip_index: int, dicom: bool) -> str:
 
 def is_dicom(cfg: SynthConfig, index: int, clip_index: int) -> bool:
     """Whether a video is written as DICOM (its own random stream: the anatomy is unaffected)."""
-    return bool(np.random.default_rng([cfg.seed, index, clip_index, 7]).uniform() < cfg.dicom_fraction)
+    rng = np.random.default_rng([cfg.seed, index, clip_index, 7])
+    return bool(rng.uniform() < cfg.dicom_fraction)
 
 
 def write_dicom(path: Path, frames: np.ndarray, study: Study, clip_index: int, seed: int,
@@ -99,23 +100,29 @@ def write_dicom(path: Path, frames: np.ndarray, study: Study, clip_index: int, s
     """
     clip, preset = study.clips[clip_index], study.preset
     rng = np.random.default_rng([seed, study.index, 11])
-    uid = lambda kind: generate_uid(entropy_srcs=[f"echoclr-synth-{seed}-{study.index}-{kind}"])  # noqa: E731
+
+    def uid(kind: str) -> str:
+        return generate_uid(entropy_srcs=[f"echoclr-synth-{seed}-{study.index}-{kind}"])
+
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
     meta.MediaStorageSOPInstanceUID = uid(f"sop-{clip_index}")
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = Dataset()
     ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundMultiFrameImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = uid("study"), uid(f"series-{clip_index}")
     ds.Modality, ds.Manufacturer = "US", MACHINES[preset.machine].name
     ds.InstitutionName = "SYNTHETIC HEART CENTER"
     ds.PatientName = f"SYNTH^{study.index:05d}"
     ds.PatientID = f"SYNTH-{study.patient_id}"
-    ds.PatientBirthDate = f"{rng.integers(1930, 1996)}{rng.integers(1, 13):02d}{rng.integers(1, 29):02d}"
+    year, month, day = rng.integers(1930, 1996), rng.integers(1, 13), rng.integers(1, 29)
+    ds.PatientBirthDate = f"{year}{month:02d}{day:02d}"
     ds.PatientSex = "MF"[int(rng.integers(2))]
     ds.StudyDate = ds.ContentDate = preset.exam_date
-    ds.StudyTime = ds.ContentTime = f"{clip.time_s // 3600:02d}{clip.time_s // 60 % 60:02d}{clip.time_s % 60:02d}"
+    hours, minutes, seconds = clip.time_s // 3600, clip.time_s // 60 % 60, clip.time_s % 60
+    ds.StudyTime = ds.ContentTime = f"{hours:02d}{minutes:02d}{seconds:02d}"
     ds.AccessionNumber, ds.StudyID = f"ACC{study.index:07d}", study.study_id
     ds.SeriesNumber, ds.InstanceNumber = clip_index + 1, 1
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
@@ -168,7 +175,8 @@ def synthesize(cfg: SynthConfig) -> Path:
         The path of manifest.csv (video paths in it are relative to its folder).
     """
     if cfg.patients < 1 or cfg.size < 16:
-        raise ValueError(f"{cfg.out}: need patients >= 1 and size >= 16, got {cfg.patients}, {cfg.size}")
+        message = f"need patients >= 1 and size >= 16, got {cfg.patients} and {cfg.size}"
+        raise ValueError(f"{cfg.out}: {message}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     indices = range(cfg.patients)
@@ -201,7 +209,8 @@ def montage_studies(seed: int, per_group: int) -> dict[str, list[Study]]:
     return groups
 
 
-def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112, per_group: int = 4) -> Path:
+def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112,
+                 per_group: int = 4) -> Path:
     """Save a PNG of end-diastolic and end-systolic frames: LVH, normal and severe-AS studies.
 
     Each column is one study's first PLAX video; captions give the true wall thickness (mm)
@@ -213,7 +222,8 @@ def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112, per_gro
     import matplotlib.pyplot as plt
 
     groups = montage_studies(seed, per_group)
-    fig, axes = plt.subplots(2 * len(groups), per_group, figsize=(2.0 * per_group, 2.1 * 2 * len(groups)))
+    rows = 2 * len(groups)
+    fig, axes = plt.subplots(rows, per_group, figsize=(2.0 * per_group, 2.1 * rows))
     for g, (name, studies) in enumerate(groups.items()):
         for j, study in enumerate(studies):
             hr = study.clips[0].hr_bpm

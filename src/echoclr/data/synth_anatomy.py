@@ -1,7 +1,7 @@
 """Parameters of the synthetic echo cohort: a study's heart, its machine preset, its videos.
 
-Each patient has one study. The heart (`Anatomy`) sets the study's labels and is shared by all its
-videos; the preset (`Preset`) is shared too, with small clip-to-clip jitter drawn per video (`Clip`).
+Each patient has one study. The heart (`Anatomy`) sets the study's labels and is shared by all
+its videos; so is the preset (`Preset`), with small clip-to-clip jitter drawn per video (`Clip`).
 """
 
 from __future__ import annotations
@@ -163,7 +163,8 @@ def sample_anatomy(rng: np.random.Generator, *, lvh_prevalence: float = 0.35,
         annulus_x_mm=float(rng.normal(10.0, 5.0)),
         as_severity=float(z_as),
         av_opening=float(0.80 - 0.58 * expit(2.5 * (z_as - z_mid + 0.3))),
-        av_calcification=float(np.clip(expit(2.0 * (z_as - z_mid + 0.6)) + rng.normal(0, 0.12), 0, 1)),
+        av_calcification=float(np.clip(expit(2.0 * (z_as - z_mid + 0.6)) + rng.normal(0, 0.12),
+                                       0, 1)),
         mac=float(np.clip(0.3 * expit(2.0 * (z_as - z_mid)) + rng.normal(0.1, 0.15), 0, 1)),
         texture_seed=int(rng.integers(2**31)),
         lvh=int(measured > lvh_threshold(lvh_prevalence)),

@@ -12,8 +12,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from echoclr.data.synth_anatomy import Anatomy, Clip
-from echoclr.data.synth_shapes import (MaterialGrid, band, clamp01, closed_tip_angles, disc, leaflet,
-                                       paint)
+from echoclr.data.synth_shapes import (
+    MaterialGrid,
+    band,
+    clamp01,
+    closed_tip_angles,
+    disc,
+    leaflet,
+    paint,
+)
 
 BLOOD = 0.012  # blood reflectivity relative to myocardium (about -28 dB)
 MYOCARDIUM = 0.30  # reference tissue reflectivity (0 dB on screen before gain)
@@ -59,7 +66,8 @@ def beat_timeline(t_s: np.ndarray, hr_bpm: float) -> tuple[Beat, np.ndarray]:
         return np.interp(tau, times, values).astype(np.float32)[:, None, None]
 
     beat = Beat(
-        contraction=curve([0, 0.04, 0.45 * ts, ts, ts + 0.06, fill, atrial, period - 0.02, period + 0.01],
+        contraction=curve([0, 0.04, 0.45 * ts, ts, ts + 0.06, fill, atrial, period - 0.02,
+                           period + 0.01],
                           [0, 0.03, 0.6, 1.0, 0.97, 0.25, 0.12, 0, 0]),
         aortic=curve([0, 0.04, 0.07, ts - 0.05, ts, period + 0.01], [0, 0, 1, 0.85, 0, 0]),
         mitral=curve([0, ts + 0.06, ts + 0.10, (fill + atrial) / 2, atrial, atrial + 0.04,
@@ -67,7 +75,8 @@ def beat_timeline(t_s: np.ndarray, hr_bpm: float) -> tuple[Beat, np.ndarray]:
         atrial=curve([0, ts, fill, period + 0.01], [0.2, 1.0, 0.3, 0.2]),
     )
     since_r = (tau + period / 2) % period - period / 2
-    ecg = (np.exp(-0.5 * (since_r / 0.012) ** 2) - 0.15 * np.exp(-0.5 * ((since_r + 0.02) / 0.008) ** 2)
+    ecg = (np.exp(-0.5 * (since_r / 0.012) ** 2)
+           - 0.15 * np.exp(-0.5 * ((since_r + 0.02) / 0.008) ** 2)
            - 0.25 * np.exp(-0.5 * ((since_r - 0.025) / 0.01) ** 2)
            + 0.3 * np.exp(-0.5 * ((tau - (ts - 0.06)) / 0.05) ** 2)
            + 0.15 * np.exp(-0.5 * ((tau - (period - 0.12)) / 0.03) ** 2))
@@ -103,7 +112,8 @@ def plax_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray
     ub = u + (13.0 * an.ef / 0.6) * c * w
     vb = v + 6.0 * c * w
     rng = np.random.default_rng(an.texture_seed + 1)
-    ripple = rng.uniform(0.2, 0.8) * np.cos(ub * (2 * np.pi / rng.uniform(15, 35)) + rng.uniform(0, 6.3))
+    wavelength, phase = rng.uniform(15, 35), rng.uniform(0, 6.3)
+    ripple = rng.uniform(0.2, 0.8) * np.cos(ub * (2 * np.pi / wavelength) + phase)
     ripple += rng.uniform(0.0, 3.0) * np.exp(-0.5 * ((ub + 18.0) / 8.0) ** 2)  # basal septal bulge
 
     x = clamp01(np.abs(ub + 0.45 * big_l) * (1 / (0.55 * big_l)))
@@ -116,7 +126,8 @@ def plax_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray
     root_part = (1 - in_lv) * v_ant_root
 
     def anterior_edge(shrink):
-        return in_lv * ((d * fs / 2) * shrink * taper * prof - (d / 2) * prof - lvot + ripple) + root_part
+        inward = (d * fs / 2) * shrink * taper * prof
+        return in_lv * (inward - (d / 2) * prof - lvot + ripple) + root_part
 
     e_ant_t, e_ant_0 = anterior_edge(c), anterior_edge(0.0)
     e_post_t = (d / 2) * (1 - fs * c) * prof - ripple
@@ -129,7 +140,8 @@ def plax_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray
     upper = (vb < (e_ant_t + e_post_t) / 2).astype(np.float32)
     beyond_ant = clamp01(1 - (e_ant_t - vb) * (1 / 25.0))
     beyond_post = clamp01(1 - (vb - e_post_t) * (1 / 25.0))
-    shift = upper * (e_ant_0 - e_ant_t) * beyond_ant + (1 - upper) * (e_post_0 - e_post_t) * beyond_post
+    shift = (upper * (e_ant_0 - e_ant_t) * beyond_ant
+             + (1 - upper) * (e_post_0 - e_post_t) * beyond_post)
     cells = grid.index(ub, vb + shift)
     myo = (MYOCARDIUM * an.echogenicity) * grid.myocardium[cells]
     amp = (BACKGROUND * an.echogenicity) * grid.background[cells]
@@ -144,11 +156,13 @@ def plax_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray
     paint(amp, band(vb, e_post_t, e_post_t + tp_t) * band(ub, -big_l - 20, 1.0, 2.0), myo)
     paint(amp, band(vb, e_post_t + tp_t, e_post_t + tp_t + 2.5) * band(ub, -big_l - 20, 4.0, 3.0),
           PERICARDIUM * an.echogenicity)
-    paint(amp, 0.6 * disc(ub, vb, -0.45 * big_l, e_post_t - 4.0, 7.0, 3.5), 0.12)  # papillary muscle
+    papillary = disc(ub, vb, -0.45 * big_l, e_post_t - 4.0, 7.0, 3.5)
+    paint(amp, 0.6 * papillary, 0.12)
     # Left atrium behind the root, with a bright posterior rim; descending aorta below it.
     la_v = an.la_mm * s * (1 + 0.12 * beat.atrial)
     la_cu, la_cv = 0.5 * an.la_mm + 4.0, v_post_root + 2.5 + la_v / 2
-    paint(amp, disc(ub, vb, la_cu, la_cv + 1.5, 0.6 * an.la_mm + 1.5, la_v / 2 + 2.5), 0.7 * an.echogenicity)
+    la_rim = disc(ub, vb, la_cu, la_cv + 1.5, 0.6 * an.la_mm + 1.5, la_v / 2 + 2.5)
+    paint(amp, la_rim, 0.7 * an.echogenicity)
     paint(amp, disc(ub, vb, la_cu, la_cv, 0.6 * an.la_mm, la_v / 2), BLOOD)
     da_u, da_v = 0.1 * an.la_mm, -(d / 2 * prof0 + 0.25 * root) + root + an.la_mm * s + 6.0
     paint(amp, disc(ub, vb, da_u, da_v, 10.0, 10.0), 0.5)
@@ -213,22 +227,26 @@ def a4c_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray,
     amp = (BACKGROUND * an.echogenicity) * grid.background[cells]
     prof = np.sqrt(clamp01(1 - (1 - clamp01(ub * (1 / (0.55 * big_l)))) ** 2))
     width = d * (1 - fs * c) * prof
-    rv_w = (0.85 * an.rv_mm) * (1 - 0.15 * c) * np.sqrt(clamp01((ub - 0.25 * big_l) * (1 / (0.5 * big_l))))
+    rv_prof = np.sqrt(clamp01((ub - 0.25 * big_l) * (1 / (0.5 * big_l))))
+    rv_w = (0.85 * an.rv_mm) * (1 - 0.15 * c) * rv_prof
     lv_outer = d * prof + tp
     right, left = ts / 2 + lv_outer, -ts / 2 - rv_w - 3.0
-    paint(amp, band(vb, left, right + 2.5) * band(ub, -tp - 2.5, big_l + 5), PERICARDIUM * an.echogenicity)
+    pericardium = band(vb, left, right + 2.5) * band(ub, -tp - 2.5, big_l + 5)
+    paint(amp, pericardium, PERICARDIUM * an.echogenicity)
     paint(amp, band(vb, left, right) * band(ub, -tp, big_l + 5), myo)
     paint(amp, band(vb, ts / 2, ts / 2 + width) * band(ub, 0.0, big_l + 2), BLOOD)
     paint(amp, band(vb, -ts / 2 - rv_w, -ts / 2) * band(ub, 0.25 * big_l, big_l + 2), BLOOD)
     la, ra = an.la_mm * s * (1 + 0.12 * beat.atrial), 0.9 * an.la_mm * s
     paint(amp, disc(ub, vb, big_l + 0.55 * la, ts / 2 + d / 2, 0.55 * la, 0.45 * d), BLOOD)
-    paint(amp, disc(ub, vb, big_l + 0.5 * ra, -ts / 2 - an.rv_mm / 2, 0.5 * ra, 0.5 * an.rv_mm), BLOOD)
+    ra_v = -ts / 2 - an.rv_mm / 2
+    paint(amp, disc(ub, vb, big_l + 0.5 * ra, ra_v, 0.5 * ra, 0.5 * an.rv_mm), BLOOD)
     mitral = beat.mitral
     # Mitral (septal, lateral) and tricuspid (septal, anterior) leaflets at the annulus plane;
     # direction +1 swings toward +v when closed; angle 0 points to the atria, pi to the apex.
-    for hinge_v, direction, length in ((ts / 2 + 1.0, 1.0, 0.45 * d), (ts / 2 + d - 1.0, -1.0, 0.3 * d),
-                                       (-ts / 2 - 1.0, -1.0, 0.3 * an.rv_mm),
-                                       (-ts / 2 - an.rv_mm + 1.0, 1.0, 0.25 * an.rv_mm)):
+    rv = an.rv_mm
+    valves = ((ts / 2 + 1.0, 1.0, 0.45 * d), (ts / 2 + d - 1.0, -1.0, 0.3 * d),
+              (-ts / 2 - 1.0, -1.0, 0.3 * rv), (-ts / 2 - rv + 1.0, 1.0, 0.25 * rv))
+    for hinge_v, direction, length in valves:
         angle = direction * np.radians(100.0 + 70.0 * mitral)
         leaflet(amp, ub, vb, (big_l, hinge_v), angle, length, 1.4, VALVE)
     return amp, cells

@@ -95,7 +95,8 @@ def beam_image(study: Study, clip_index: int, size: int, times: np.ndarray) -> n
     beat, _ = beat_timeline(times, clip.hr_bpm)
     scene = a4c_scene if clip.echo_view == "A4C" else plax_scene
     near = np.clip((an.chest_mm - y) / 1.0 + 0.5, 0, 1)  # the chest wall covers the heart scene
-    chest = near * chest_wall(study, y) + preset.haze * clip.haze_scale * np.exp(-y / 25.0)  # + near-field clutter
+    clutter = preset.haze * clip.haze_scale * np.exp(-y / 25.0)  # near-field reverberation
+    chest = near * chest_wall(study, y) + clutter
     apodisation = 1 - 0.35 * (theta / half) ** 4  # beams weaken toward the fan edges
     knots = np.linspace(0, depth, 5)
     tgc = np.interp(r[:, 0], knots, np.add(preset.tgc_db, clip.tgc_db))[:, None]
@@ -115,13 +116,15 @@ def beam_image(study: Study, clip_index: int, size: int, times: np.ndarray) -> n
         re, im = np.empty_like(amp), np.empty_like(amp)
         for t in range(amp.shape[0]):
             if start + t:
-                scatter = rho * scatter + fresh * rng.standard_normal(scatter.shape, dtype=np.float32)
+                renewal = rng.standard_normal(scatter.shape, dtype=np.float32)
+                scatter = rho * scatter + fresh * renewal
             re[t], im[t] = scatter[0, cells[t]], scatter[1, cells[t]]
         re = gaussian_filter(amp * re, sigma, mode="nearest", truncate=2.5)
         im = gaussian_filter(amp * im, sigma, mode="nearest", truncate=2.5)
         re += noise * rng.standard_normal(re.shape, dtype=np.float32)
         im += noise * rng.standard_normal(im.shape, dtype=np.float32)
-        db = 10 * np.log10((re * re + im * im) * (1 / MYOCARDIUM**2) + 1e-10)  # tissue ~ 0 dB
+        power = (re * re + im * im) * (1 / MYOCARDIUM**2) + 1e-10  # tissue ~ 1
+        db = np.float32(10 / np.log(10)) * np.log(power)
         out[chunk] = clamp01((db + gain) * (1 / preset.dynamic_range_db) + 0.45) ** preset.gamma
     return out
 
@@ -157,7 +160,7 @@ def outside_fan(size: int, half: float, apex: float, radius: float, gap: float) 
 
 
 def overlay(study: Study, clip_index: int, size: int) -> np.ndarray:
-    """Burned-in text, depth scale and orientation mark, (size, size) float 0..1, outside the fan."""
+    """Burned-in text, depth ticks and orientation mark outside the fan: (size, size) 0..1."""
     clip, preset = study.clips[clip_index], study.preset
     machine = MACHINES[preset.machine]
     depth, half, apex, radius = fan_geometry(study, clip, size)
@@ -167,9 +170,10 @@ def overlay(study: Study, clip_index: int, size: int) -> np.ndarray:
     font = ImageFont.load_default(size=max(8, round(0.05 * size * scale)))
     line = round(0.06 * size * scale)
     hh, mm, ss = clip.time_s // 3600, clip.time_s // 60 % 60, clip.time_s % 60
-    left = [machine.name, f"SYNTH^{study.index:04d}", preset.exam_date, f"{hh:02d}:{mm:02d}:{ss:02d}"]
-    right = [f"{preset.fps} Hz", f"G {50 + preset.gain_db:.0f}", f"DR {preset.dynamic_range_db:.0f}",
-             f"{depth / 10:.0f} cm"]
+    left = [machine.name, f"SYNTH^{study.index:05d}", preset.exam_date,
+            f"{hh:02d}:{mm:02d}:{ss:02d}"]
+    right = [f"{preset.fps} Hz", f"G {50 + preset.gain_db + clip.gain_db:.0f}",
+             f"DR {preset.dynamic_range_db:.0f}", f"{depth / 10:.0f} cm"]
     if machine.text_right:
         left, right = right, left
     for i, text in enumerate(left):
@@ -226,8 +230,10 @@ def render_video(study: Study, clip_index: int, size: int = 112, *,
     clip = study.clips[clip_index]
     times = frame_times(study, clip_index) if times is None else np.asarray(times, np.float64)
     depth, half, apex, radius = fan_geometry(study, clip, size)
-    frames = scan_convert(beam_image(study, clip_index, size, times), depth, half, apex, radius, size)
+    beams = beam_image(study, clip_index, size, times)
+    frames = scan_convert(beams, depth, half, apex, radius, size)
     if text:
-        burned = np.maximum(overlay(study, clip_index, size)[None], ecg_strip(study, clip_index, size, times))
+        burned = np.maximum(overlay(study, clip_index, size)[None],
+                            ecg_strip(study, clip_index, size, times))
         frames = np.maximum(frames, burned)
     return np.rint(frames * 255).astype(np.uint8)

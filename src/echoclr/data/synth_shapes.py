@@ -52,8 +52,9 @@ class MaterialGrid:
 
     def index(self, u0: np.ndarray, v0: np.ndarray) -> np.ndarray:
         """Flat grid cell (int32) of material points; out-of-grid points are clamped."""
-        iu = np.clip(np.rint((u0 - self.lo_u) * (1 / self.spacing)), 0, self.n_u - 1).astype(np.int32)
-        iv = np.clip(np.rint((v0 - self.lo_v) * (1 / self.spacing)), 0, self.n_v - 1).astype(np.int32)
+        scale = 1 / self.spacing
+        iu = np.clip(np.rint((u0 - self.lo_u) * scale), 0, self.n_u - 1).astype(np.int32)
+        iv = np.clip(np.rint((v0 - self.lo_v) * scale), 0, self.n_v - 1).astype(np.int32)
         return iv * self.n_u + iu
 
 

@@ -1,0 +1,100 @@
+"""``echoclr demo``: the label-efficiency study on the built-in synthetic cohort, on a CPU.
+
+Synthesize a cohort → ingest it → pretrain EchoCLR → fine-tune EchoCLR and random init at a few
+label fractions for ``lvh`` and ``severe_as`` → report.md + label_efficiency.png. The settings
+live in ``configs/demo.toml`` (and ``configs/demo_ci.toml`` for the small CI version); the
+paper's protocol is ``configs/paper.toml``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.experiment import ExperimentConfig, run_experiment
+from echoclr.runs import atomic_write_text
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: str = "echoclr_demo"  # output folder (cohort, cache, runs, report)
+    preset: str = "demo"  # demo (≈10 min on 2 CPU cores) | demo_ci (≈1 min, for CI)
+    patients: int | None = None  # overrides the preset's cohort size
+    seed: int | None = None  # overrides the preset's seed (cohort, splits, training)
+    workers: int = 1  # synth/ingest processes
+
+
+def load_preset(name: str) -> dict:
+    """A packaged demo preset (``echoclr/configs/NAME.toml``)."""
+    try:
+        text = resources.files("echoclr").joinpath("configs", f"{name}.toml").read_text()
+    except FileNotFoundError:
+        raise ValueError(f"unknown demo preset {name!r} (demo, demo_ci)") from None
+    return tomllib.loads(text)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def to_toml(data: dict) -> str:
+    """Write a two-level dict (tables of scalars/lists) as TOML."""
+    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = []
+    for k, v in data.items():
+        if isinstance(v, dict):
+            if all(isinstance(x, dict) for x in v.values()) and v:
+                tables += [f"\n[{k}.{sub}]\n" + "\n".join(
+                    f"{a} = {_toml_value(b)}" for a, b in inner.items())
+                    for sub, inner in v.items()]
+            else:
+                tables.append(f"\n[{k}]\n" + "\n".join(f"{a} = {_toml_value(b)}"
+                                                        for a, b in v.items()))
+    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
+
+
+def run_demo(cfg: DemoConfig) -> Path:
+    """Run the whole demo; returns the path of report.md (and prints the report)."""
+    preset = load_preset(cfg.preset)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed = preset["seed"] if cfg.seed is None else cfg.seed
+    tic = time.perf_counter()
+    timings = {}
+    manifest = out / "cohort" / "manifest.csv"
+    if not manifest.is_file():
+        synthesize(SynthConfig(out=str(out / "cohort"), seed=seed, workers=cfg.workers,
+                               patients=cfg.patients or preset["patients"],
+                               **preset.get("synth", {})))
+    timings["synth_s"] = time.perf_counter() - tic
+    cache = out / "cache"
+    if not (cache / "manifest.csv").is_file():
+        result = ingest(IngestConfig(manifest=str(manifest), out=str(cache), seed=seed,
+                                     workers=cfg.workers, **preset.get("ingest", {})))
+        if result.n_skipped:
+            print(result.summary())
+    timings["ingest_s"] = time.perf_counter() - tic - timings["synth_s"]
+    spec = preset["experiment"] | {"cache": str(cache.resolve())}
+    spec["pretrain"] = spec.get("pretrain", {}) | {"seed": seed}
+    spec_path = out / "experiment.toml"
+    atomic_write_text(spec_path, to_toml(spec))
+    report = run_experiment(ExperimentConfig(config=str(spec_path), out=str(out / "experiment")))
+    timings["total_s"] = time.perf_counter() - tic
+    atomic_write_text(out / "timings.json", json.dumps(
+        {k: round(v, 1) for k, v in timings.items()}, indent=2))
+    print(report.read_text())
+    print(f"\nwall time {timings['total_s'] / 60:.1f} min; report: {report}; "
+          f"plot: {report.parent / 'label_efficiency.png'}")
+    return report
