@@ -214,7 +214,8 @@ def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112,
     """Save a PNG of end-diastolic and end-systolic frames: LVH, normal and severe-AS studies.
 
     Each column is one study's first PLAX video; captions give the true wall thickness (mm)
-    and aortic-valve opening (fraction of the root).
+    and aortic-valve opening (fraction of the root). The "ES" frame is taken 60 ms before
+    end-systole, while the aortic valve is still open.
     """
     import matplotlib
 
