@@ -59,7 +59,8 @@ class FinetuneConfig:
     dropout: float = 0.25  # before the logit
     label_smoothing: float = 0.1  # targets become y(1-s) + s/2
     augment: bool = True  # the paper's augmentation on training clips
-    eval_clips: int = 4  # evenly spaced clips per video at validation/test
+    eval_clips: int = 4  # evenly spaced clips per video at test time (paper: 4)
+    val_clips: int = 4  # evenly spaced clips per video for the per-epoch validation
     view: str | None = "PLAX"  # videos of this view only (None: all)
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     workers: int = 2  # data-loader processes
@@ -128,7 +129,7 @@ def select_rows(cfg: FinetuneConfig, cache: VideoCache):
 def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
     """Validation loss (per video, clip-averaged logits) and study-level AUROC."""
     pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
-                          period=cfg.period, clips=cfg.eval_clips, device=device,
+                          period=cfg.period, clips=cfg.val_clips, device=device,
                           precision=cfg.precision)
     p = torch.tensor(pred["y_score"].to_numpy()).clamp(1e-6, 1 - 1e-6)
     loss = smoothed_bce(torch.logit(p), torch.tensor(pred["y_true"].to_numpy()),

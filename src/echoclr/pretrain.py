@@ -123,7 +123,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
                                seed=cfg.seed)
     batch_size = min(cfg.batch_size, len(sampler))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True,
-                        num_workers=cfg.workers, persistent_workers=False,
+                        num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
                         pin_memory=device.type == "cuda")
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -166,7 +166,6 @@ def pretrain(cfg: PretrainConfig) -> Path:
     while step < total_steps:
         sampler.set_epoch(epoch)
         sampler.set_start(skip * batch_size)
-        dataset.set_epoch(epoch)
         for batch_in_epoch, batch in enumerate(loader, start=skip):
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step)

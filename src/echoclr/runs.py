@@ -69,27 +69,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """Every RNG's state, for checkpoints (tensors and plain Python objects only)."""
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].tolist(),
-             "numpy_pos": int(np.random.get_state()[2])}
-    version, internal, gauss = random.getstate()
-    state["python"] = [version, list(internal), gauss]
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", np.array(state["numpy"], dtype=np.uint32),
-                         state["numpy_pos"], 0, 0.0))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX-bf16 or AVX512-bf16 instructions (Linux /proc/cpuinfo flags).
 

@@ -61,8 +61,11 @@ class _CacheDataset(Dataset):
         """Change the random clips drawn (deterministic per (seed, epoch, index))."""
         self.epoch = epoch
 
-    def _rng(self, index: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.epoch, index])
+    def _key(self, key: int | tuple[int, int]) -> tuple[int, np.random.Generator]:
+        """An item key is an index, or (epoch, index) from :class:`ResumableSampler`; the RNG
+        depends only on (seed, epoch, index)."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
+        return index, np.random.default_rng([self.seed, epoch, index])
 
     def _random_clip(self, path: str, rng: np.random.Generator) -> torch.Tensor:
         video = self.cache.open(path)
@@ -85,7 +88,8 @@ class ClipDataset(_CacheDataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, rng = self._key(key)
         row = self.rows.iloc[index]
         if self.eval_clips:
             video = self.cache.open(row["path"])
@@ -95,7 +99,7 @@ class ClipDataset(_CacheDataset):
             clip = torch.from_numpy(np.ascontiguousarray(video[idx.ravel()]).reshape(
                 *idx.shape, *video.shape[1:]))
         else:
-            clip = self._random_clip(row["path"], self._rng(index))
+            clip = self._random_clip(row["path"], rng)
         label = float(row[self.label]) if self.label else float("nan")
         return {"clip": clip, "label": torch.tensor(label), "index": index}
 
@@ -136,8 +140,8 @@ class StudyPairDataset(_CacheDataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
-        rng = self._rng(index)
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, rng = self._key(key)
         if self.mode == "multi_instance" and self.pairs == "study":
             vids = self.videos_of_study[self.items[index]]
             a, b = rng.choice(vids, 2, replace=False) if len(vids) > 1 else (vids[0], vids[0])

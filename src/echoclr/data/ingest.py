@@ -40,10 +40,12 @@ class IngestConfig:
     size: int = 112  # pixels: side of the square output frames (paper: 112)
     max_frames: int = 100  # frames kept from the start of each video (paper: 100)
     min_fps: float = 25.0  # Hz: slower videos (Doppler, stills) are skipped (paper: 25)
+    target_fps: float | None = None  # Hz: resample every video in time to this rate (None: keep)
     view: str | None = None  # keep only manifest rows whose `view` equals this (e.g. "PLAX")
     workers: int = 1  # decoding processes; 1 runs in this process
     salt: str = ""  # secret prepended to DICOM identifiers before hashing; never written out
     stratify: str | None = None  # label column that stratifies newly drawn splits
+    splits: tuple[float, float, float] = (0.75, 0.10, 0.15)  # train/val/test shares of patients
     seed: int = 0  # seed of the split draw
 
 
@@ -70,7 +72,16 @@ class IngestResult:
         return "\n".join(lines)
 
 
-def preprocess(video: Video, *, size: int, max_frames: int) -> tuple[np.ndarray, dict]:
+def resample_time(frames: np.ndarray, fps: float, target_fps: float) -> np.ndarray:
+    """Nearest-frame resampling to ``target_fps``, so a clip's frames span the same time in every
+    video whatever its acquisition rate (30–80 Hz in one archive is common)."""
+    n_out = max(1, int(np.floor((len(frames) - 1) * target_fps / fps)) + 1)
+    idx = np.minimum(np.round(np.arange(n_out) * fps / target_fps).astype(int), len(frames) - 1)
+    return frames[idx]
+
+
+def preprocess(video: Video, *, size: int, max_frames: int,
+               target_fps: float | None = None) -> tuple[np.ndarray, dict]:
     """Grayscale, mask outside the fan, crop to the fan, pad to a square, area-resize.
 
     The mask is the fan estimated from temporal variation (see :mod:`echoclr.data.fan`),
@@ -81,14 +92,18 @@ def preprocess(video: Video, *, size: int, max_frames: int) -> tuple[np.ndarray,
     Args:
         video: decoded frames (T, H, W) or (T, H, W, 3) uint8.
         size: output side in pixels.
-        max_frames: keep the first ``max_frames`` frames.
+        max_frames: keep the first ``max_frames`` frames (after resampling).
+        target_fps: resample in time to this rate first (needs ``video.fps``).
 
     Returns:
         uint8 (min(T, max_frames), size, size), and info: ``mask_method`` ("region+fan", "fan",
         "region" or "none"), ``mask_reason``, ``mask_fraction``, ``crop_box`` (x0, y0, x1, y1;
         end exclusive, original pixels), ``pad`` (top, bottom, left, right), ``original_shape``.
     """
-    gray = to_grayscale(video.frames[:max_frames])
+    frames = video.frames
+    if target_fps and video.fps and abs(video.fps - target_fps) > 1e-6:
+        frames = resample_time(frames, video.fps, target_fps)
+    gray = to_grayscale(frames[:max_frames])
     mask, method, reason = _video_mask(gray, video.meta)
     ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
     y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
@@ -165,7 +180,7 @@ def preprocessing_spec(cfg: IngestConfig) -> dict:
                 " the fan alone without a plausible region",
         "crop": "mask bounding box, zero-padded to a centred square",
         "resize": "area", "dtype": "uint8", "layout": "(T, size, size)",
-        "min_fps": cfg.min_fps, "default_fps": DEFAULT_FPS,
+        "min_fps": cfg.min_fps, "default_fps": DEFAULT_FPS, "target_fps": cfg.target_fps,
     }
 
 
@@ -198,7 +213,8 @@ def ingest(cfg: IngestConfig) -> IngestResult:
     root = Path(cfg.manifest).parent
     jobs = {i: dict(path=str(resolve_path(s, root)), npy=str(_cache_paths(out, s)[0]),
                     size=cfg.size, max_frames=cfg.max_frames, min_fps=cfg.min_fps, salt=cfg.salt,
-                    manifest_fps=_manifest_fps(df, i)) for i, s in todo}
+                    manifest_fps=_manifest_fps(df, i), target_fps=cfg.target_fps)
+            for i, s in todo}
     for i, (status, value) in _run(jobs, cfg.workers):
         if status == "ok":
             records[i] = value
@@ -223,7 +239,8 @@ def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
             problem = ManifestProblem(None, "view", f"view={cfg.view!r} given but no view column")
             raise ManifestError(cfg.manifest, [problem])
         df = df[df["view"] == cfg.view]
-    df = assign_splits(df.reset_index(drop=True), stratify=cfg.stratify, seed=cfg.seed)
+    df = assign_splits(df.reset_index(drop=True), stratify=cfg.stratify, seed=cfg.seed,
+                       fractions=tuple(cfg.splits))
     missing = list(df.index[df.pop("_missing")])
     return df, missing
 
@@ -265,20 +282,24 @@ def _run(jobs: dict, workers: int):
 
 
 def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
-                  manifest_fps: float | None) -> tuple[str, dict | str]:
+                  manifest_fps: float | None, target_fps: float | None = None
+                  ) -> tuple[str, dict | str]:
     """Decode, check fps, preprocess and cache one video; never raises.
 
     Returns:
         ("ok", record) with the sidecar's content, or ("skip", reason).
     """
     try:
-        video = read_video(path, max_frames=max_frames, salt=salt)
+        # Resampling down from up to 8x the target rate still yields max_frames frames.
+        source_frames = max_frames * 8 if target_fps else max_frames
+        video = read_video(path, max_frames=source_frames, salt=salt)
         fps = video.fps or manifest_fps or DEFAULT_FPS
         if fps < min_fps:
             return "skip", f"fps {fps:g} < {min_fps:g}"
-        frames, info = preprocess(video, size=size, max_frames=max_frames)
+        video.fps = fps
+        frames, info = preprocess(video, size=size, max_frames=max_frames, target_fps=target_fps)
         record = {
-            "n_frames": len(frames), "fps": float(fps),
+            "n_frames": len(frames), "fps": float(target_fps or fps), "source_fps": float(fps),
             "fps_from": "file" if video.fps else "manifest" if manifest_fps else "default",
             "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
             "meta": video.meta, "preprocess": info,
@@ -316,7 +337,7 @@ def _check_cache_compatible(out: Path, cfg: IngestConfig) -> None:
         return
     old = json.loads(old_file.read_text()).get("preprocessing", {})
     new = preprocessing_spec(cfg)
-    keys = ("version", "size", "max_frames")
+    keys = ("version", "size", "max_frames", "target_fps")
     if any(old.get(k) != new[k] for k in keys):
         raise ValueError(
             f"{out}: cache was built with {({k: old.get(k) for k in keys})}, not "

@@ -13,6 +13,8 @@ class ResumableSampler(Sampler[int]):
 
     The permutation depends only on (seed, epoch); each replica takes every
     ``num_replicas``-th index. ``set_start(k)`` skips this replica's first k indices once.
+    Yields ``(epoch, index)`` keys, so datasets draw their per-item randomness from the epoch
+    even inside persistent loader workers (which never see a later ``set_epoch`` call).
     """
 
     def __init__(self, n: int, *, num_replicas: int = 1, rank: int = 0, seed: int = 0,
@@ -39,7 +41,7 @@ class ResumableSampler(Sampler[int]):
         return order[self.rank::self.num_replicas]
 
     def __iter__(self):
-        return iter(self.indices()[self.start:])
+        return iter([(self.epoch, i) for i in self.indices()[self.start:]])
 
     def __len__(self) -> int:
         return max(0, self.per_replica - self.start) if self.start else self.per_replica
