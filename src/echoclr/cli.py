@@ -70,7 +70,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) ->
     helps = _field_help(cls)
     for f in dataclasses.fields(cls):
         tp, nargs = _scalar_type(hints[f.name])
-        text = helps.get(f.name, "")
+        text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
         if f.name in positional:
             parser.add_argument(f.name, type=tp, nargs="+" if nargs else None, help=text)
         elif tp is bool:
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="echoclr", description="Label-efficient echocardiography with EchoCLR pretraining.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, cls_name, _, positional, summary) in COMMANDS.items():
+        summary = summary.replace("%", "%%")  # argparse formats help with %
         p = sub.add_parser(name, help=summary, description=summary)
         try:
             cls = getattr(importlib.import_module(module), cls_name)
@@ -141,6 +142,13 @@ def _report(command: str, result) -> int:
     if command == "ingest":
         print(result.summary() if hasattr(result, "summary") else result)
         return 1 if result.n_skipped else 0
+    if command == "predict":
+        import pandas as pd
+
+        rows = pd.read_csv(result)
+        failed = int(((rows["level"] == "video") & (rows["status"] != "ok")).sum())
+        print(f"predictions: {result}" + (f" ({failed} videos could not be scored)" if failed else ""))
+        return 1 if failed else 0
     if command == "evaluate":
         s = result["study"]["auroc"]
         print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")

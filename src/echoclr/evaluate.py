@@ -28,7 +28,7 @@ class EvaluateConfig:
     seed: int = 0  # bootstrap seed
     cache: str | None = None  # cache to read (default: the one the run was trained on)
     out: str | None = None  # folder for the outputs (default: the run folder)
-    batch_size: int = 8  # videos per forward pass
+    batch_size: int = 32  # videos per forward pass
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
 
@@ -60,8 +60,12 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     else:
         val_study = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
         val_study.to_csv(val_file, index=False)
-    threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
-                                         val_study["y_score"].to_numpy())
+    if val_study["y_true"].nunique() == 2:
+        threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
+                                             val_study["y_score"].to_numpy())
+        rule = "Youden J on validation studies"
+    else:  # a validation split with one class cannot place a threshold
+        threshold, rule = 0.5, "0.5 (validation studies hold one class)"
     videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
     studies = metrics.aggregate_by_study(videos)
     videos.to_csv(dest / "predictions.csv", index=False)
@@ -69,7 +73,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     kw = dict(threshold=threshold, n_resamples=cfg.n_resamples, seed=cfg.seed)
     result = {
         "split": cfg.split, "task": meta["task"], "init": meta["init"], "clips": cfg.clips,
-        "threshold": threshold, "threshold_rule": "Youden J on validation studies",
+        "threshold": threshold, "threshold_rule": rule,
         "ci": "95 % percentile bootstrap (2.5/97.5) over studies",
         "study": metrics.evaluate_scores(studies["y_true"].to_numpy(),
                                          studies["y_score"].to_numpy(), **kw),

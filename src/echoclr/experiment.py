@@ -139,10 +139,15 @@ def delong_rows(spec: ExperimentSpec, out: Path, results: pd.DataFrame) -> pd.Da
                         & (results["seed"] == r["seed"]) & (results["split"] == r["split"])
                         & (results["init"] != spec.reference)]
         for _, p in peers.iterrows():
-            cmp = compare_runs(out / r["run"] / r["split"], out / p["run"] / p["split"])
-            rows.append({"task": r["task"], "split": r["split"], "fraction": r["fraction"],
-                         "seed": r["seed"], "versus": p["init"], "delta_auroc":
-                         cmp["delong"]["delta"], "p_value": cmp["delong"]["p_value"]})
+            row = {"task": r["task"], "split": r["split"], "fraction": r["fraction"],
+                   "seed": r["seed"], "versus": p["init"], "delta_auroc": float("nan"),
+                   "p_value": float("nan"), "note": ""}
+            try:
+                cmp = compare_runs(out / r["run"] / r["split"], out / p["run"] / p["split"])
+                row |= {"delta_auroc": cmp["delong"]["delta"], "p_value": cmp["delong"]["p_value"]}
+            except ValueError as err:  # e.g. fewer than 2 test studies of a class
+                row["note"] = str(err)
+            rows.append(row)
     return pd.DataFrame(rows)
 
 

@@ -150,6 +150,9 @@ def _param_groups(model: Classifier, cfg: FinetuneConfig, head_only: bool):
 
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
+    # evaluate reuses val_study_predictions.csv (the threshold's source) when present: it belongs
+    # to the model this run replaces, e.g. in a cell re-run after a kill with changed settings.
+    (Path(cfg.out) / "val_study_predictions.csv").unlink(missing_ok=True)
     if cfg.lr_grid:
         return _finetune_grid(cfg)
     out = Path(cfg.out)

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from echoclr.data.datasets import ClipDataset, VideoCache
 from echoclr.data.transforms import minmax_scale, to_model_input
-from echoclr.models import Classifier, build_encoder, load_strict
+from echoclr.models import Classifier, build_encoder, load_strict, load_weights
 from echoclr.runs import autocast
 
 
@@ -38,7 +38,7 @@ def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.
 @torch.no_grad()
 def predict_videos(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame, *,
                    label: str | None, clip_len: int, period: int, clips: int = 4,
-                   batch_size: int = 8, device: torch.device = torch.device("cpu"),
+                   batch_size: int = 32, device: torch.device = torch.device("cpu"),
                    precision: str = "auto", workers: int = 0) -> pd.DataFrame:
     """One row per video: study_id, path, y_true, y_score (``clips`` evenly spaced clips)."""
     model.eval()
@@ -65,6 +65,6 @@ def load_classifier(model_path: str | Path) -> tuple[Classifier, dict]:
     meta = json.loads(meta_path.read_text())
     model = Classifier(build_encoder(meta["encoder"], width=meta.get("width", 16)),
                        dropout=meta.get("dropout", 0.25))
-    load_strict(model, torch.load(path, map_location="cpu", weights_only=True), source=path)
+    load_strict(model, load_weights(path), source=path)
     model.eval()
     return model.to(memory_format=torch.channels_last_3d), meta

@@ -8,6 +8,7 @@ ResNet for CPU demos and tests. Kinetics-400 weights are loaded only from disk, 
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import torch
@@ -84,7 +85,24 @@ def load_kinetics_state(name: str, path: str | Path | None = None) -> dict:
             f"Kinetics-400 weights for {name} not found at {file}. This machine does not "
             f"download them: fetch {url} on a connected machine and copy it to {file} "
             f"(or pass --weights PATH).")
-    return torch.load(file, map_location="cpu", weights_only=True)
+    return load_weights(file)
+
+
+def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
+    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
+
+    Unpickling arbitrary objects can run code, so a file that carries any (a checkpoint from an
+    untrusted source, say) is refused before anything in it is called.
+
+    Raises:
+        ValueError: naming the file, when it holds pickled objects other than tensors.
+    """
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path}: refused to load: it carries pickled Python objects besides tensors, and "
+            "unpickling them could run code; only plain state dicts are read") from err
 
 
 def build_encoder(name: str = "r3d_18", *, weights: str | Path | None = None,
@@ -182,8 +200,7 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
         raise FileNotFoundError(f"{path}: sidecar {side.name} missing (encoder name, clip length)")
     meta = json.loads(side.read_text())
     encoder = build_encoder(meta["encoder"], width=meta.get("width", 16))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    load_strict(encoder, state, source=path)
+    load_strict(encoder, load_weights(path), source=path)
     return encoder, meta
 
 

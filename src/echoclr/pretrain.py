@@ -26,7 +26,7 @@ from echoclr.data.transforms import (
     augment_clips, minmax_scale, permutations, permute_frames, to_model_input,
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
-from echoclr.models import PretrainModel, build_encoder, save_encoder
+from echoclr.models import PretrainModel, build_encoder, load_weights, save_encoder
 from echoclr.runs import (
     JsonlLog, atomic_torch_save, autocast, pick_device, resolve_precision, write_config,
 )
@@ -139,7 +139,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     log = JsonlLog(out / "log.jsonl", enabled=info.is_main)
     ckpt_path = out / "checkpoint.pt"
     if cfg.resume and ckpt_path.is_file():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = load_weights(ckpt_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, epoch, skip = state["step"], state["epoch"], state["batch_in_epoch"]

@@ -41,8 +41,9 @@ def delong_table(tests: pd.DataFrame, task: str, split: str, reference: str) -> 
     lines = [f"DeLong test, {reference} against each init (ΔAUROC, p):", "",
              "| versus | fraction | seed | ΔAUROC | p |", "|---|---|---|---|---|"]
     for _, r in sub.sort_values(["versus", "fraction", "seed"]).iterrows():
+        p_text = f"{r['p_value']:.3g}" if r["p_value"] == r["p_value"] else f"— ({r['note']})"
         lines.append(f"| {r['versus']} | {r['fraction']:.0%} | {r['seed']} | "
-                     f"{r['delta_auroc']:+.3f} | {r['p_value']:.3g} |")
+                     f"{r['delta_auroc']:+.3f} | {p_text} |")
     return "\n".join(lines)
 
 

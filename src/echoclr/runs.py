@@ -18,19 +18,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file so that a reader never sees half of it."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:  # a failed write (disk full, read-only) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    finally:  # a failed write leaves the previous checkpoint as it was, and no temporary file
+        tmp.unlink(missing_ok=True)
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:
@@ -52,9 +58,19 @@ class JsonlLog:
                 f.write(json.dumps({"time": round(time.time(), 3)} | row) + "\n")
 
     def rows(self) -> list[dict]:
+        """Logged rows; a torn last line (the writer died mid-append, or the disk filled) is
+        dropped, so a resumed run re-logs that step instead of failing to read the log."""
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+        rows = []
+        for k, line in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if k < len(lines) - 1:  # damage before the end is not a torn append: say so
+                    raise ValueError(f"{self.path}: line {k + 1} is not JSON: {line[:80]!r}")
+        return rows
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after ``step`` (a resumed run re-logs them)."""

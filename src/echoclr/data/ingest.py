@@ -12,6 +12,7 @@ import hashlib
 import json
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,8 @@ class IngestConfig:
     stratify: str | None = None  # label column that stratifies newly drawn splits
     splits: tuple[float, float, float] = (0.75, 0.10, 0.15)  # train/val/test shares of patients
     seed: int = 0  # seed of the split draw
+    allowed_roots: tuple[str, ...] = ()  # folders videos may lie in (default: the manifest's)
+    allow_outside: bool = False  # accept video paths outside the allowed roots (explicit opt-in)
 
 
 @dataclass
@@ -221,6 +224,12 @@ def ingest(cfg: IngestConfig) -> IngestResult:
         else:
             skipped.append((str(df.at[i, "path"]), value))
     _write_outputs(out, cfg, df, records, skipped)
+    if not cfg.salt and any(r["meta"].get("patient_id_hash") for r in records.values()):
+        # Patient IDs (MRNs) are short and guessable: unsalted, their hash can be reversed by
+        # hashing candidate IDs, so the cache's _patient_id_hash is only pseudonymous with a salt.
+        warnings.warn("ingest: no --salt given, so DICOM patient IDs are hashed without a secret "
+                      "and can be recovered from _patient_id_hash by hashing guessed IDs; pass "
+                      "--salt SECRET (kept out of the cache) to pseudonymise them", stacklevel=2)
     return IngestResult(n_ok=len(records), n_skipped=len(skipped), skipped=skipped,
                         cache_dir=str(out), n_reused=n_reused)
 
@@ -228,8 +237,16 @@ def ingest(cfg: IngestConfig) -> IngestResult:
 def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
     """The manifest filtered by view, with splits; and the index of rows whose file is missing."""
     df = read_manifest(cfg.manifest)
-    problems = validate_manifest(df, Path(cfg.manifest).parent)
+    root = Path(cfg.manifest).parent
+    # A manifest is input from elsewhere: by default it may only name files under its own folder
+    # (no "../" or absolute path or symlink out of it), so reading anything else is a choice.
+    allowed = None if cfg.allow_outside else ([*cfg.allowed_roots] or [root])
+    problems = validate_manifest(df, root, allowed_roots=allowed)
     fatal = [p for p in problems if not p.reason.startswith("file not found")]
+    if any(p.reason.endswith("outside the allowed roots") for p in fatal):
+        fatal.append(ManifestProblem(None, "path", (
+            f"allowed roots: {[str(a) for a in allowed]}; add folders with --allowed-roots DIR "
+            "... or accept any path with --allow-outside")))
     if fatal:
         raise ManifestError(cfg.manifest, fatal)
     missing_rows = {p.row for p in problems if p.reason.startswith("file not found")}
@@ -315,9 +332,14 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file then rename: ``path`` is complete or untouched, and a failed
+    write leaves no temporary file behind."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _atomic_save_npy(path: Path, frames: np.ndarray) -> None:

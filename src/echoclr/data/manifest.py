@@ -150,8 +150,8 @@ def assign_splits(
 ) -> pd.DataFrame:
     """Return a copy with a ``split`` column drawn by **patient**: train/val/test.
 
-    Patients are stratified by ``stratify`` (a patient is positive if any of its studies is;
-    unlabeled patients form their own stratum) and shuffled with ``seed``; within each stratum
+    Patients are stratified by ``stratify``, one label column or several joined by commas (a
+    patient is positive if any of its studies is; unlabeled patients form their own stratum) and shuffled with ``seed``; within each stratum
     the first ``fractions[0]`` go to train, the next ``fractions[1]`` to val, the rest to test.
     Rows that already carry a split keep it.
     """
@@ -162,11 +162,11 @@ def assign_splits(
     out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
     todo = out["split"].isna()
     patients = out.loc[todo, ["patient_id"]].drop_duplicates()
-    if stratify:
-        lab = pd.to_numeric(out.loc[todo, stratify], errors="coerce").groupby(out["patient_id"])
-        patients["stratum"] = patients["patient_id"].map(lab.max()).fillna(-1)
-    else:
-        patients["stratum"] = 0
+    patients["stratum"] = ""
+    for column in (stratify.split(",") if stratify else []):
+        lab = pd.to_numeric(out.loc[todo, column.strip()], errors="coerce")
+        per_patient = lab.groupby(out.loc[todo, "patient_id"]).max()
+        patients["stratum"] += patients["patient_id"].map(per_patient).fillna(-1).astype(str) + "|"
     rng = np.random.default_rng(seed)
     assignment: dict[str, str] = {}
     for _, group in patients.groupby("stratum", sort=True):

@@ -1,0 +1,192 @@
+"""``echoclr embed``: encoder features ``h`` per video and per study, and a 2-D PCA plot.
+
+A video's ``h`` is the mean over ``clips`` evenly spaced clips (the test-time protocol); a
+study's is the mean of its videos'. Works with a fine-tuned model or a pretraining encoder.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from echoclr.data.datasets import ClipDataset, VideoCache
+from echoclr.inference import clips_to_input, load_classifier
+from echoclr.models import load_encoder
+from echoclr.runs import atomic_write_text, autocast, pick_device
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    model: str = ""  # fine-tuning run folder / model.pt, or a pretraining encoder.pt (or its run)
+    cache: str = ""  # folder written by `echoclr ingest`
+    out: str = "embeddings.npz"  # .npz or .parquet; beside it: the PCA plot .png and a .json
+    split: str | None = None  # only this split (None: every video of the cache)
+    label: str | None = None  # manifest column colouring the plot (default: the model's task)
+    clips: int = 4  # evenly spaced clips per video; their features are averaged
+    batch_size: int = 8  # videos per forward pass
+    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda
+
+
+def load_any_encoder(path: str | Path) -> tuple[nn.Module, dict]:
+    """The encoder of a fine-tuned model (``model.pt``, or its run folder) or a pretraining
+    ``encoder.pt`` (or its run folder), with its sidecar; eval mode."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "model.pt" if (path / "model.pt").is_file() else path / "encoder.pt"
+    side = path.with_suffix(".json")
+    meta = json.loads(side.read_text()) if side.is_file() else {}
+    if "task" in meta:  # written by finetune
+        model, meta = load_classifier(path)
+        return model.encoder.eval(), meta
+    encoder, meta = load_encoder(path)
+    return encoder.eval(), meta
+
+
+@torch.no_grad()
+def video_features(encoder: nn.Module, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int,
+                   period: int, clips: int, batch_size: int = 8,
+                   device: torch.device | None = None, precision: str = "auto") -> np.ndarray:
+    """float32 (N, F): each video's ``h``, averaged over ``clips`` evenly spaced clips."""
+    device = device or torch.device("cpu")
+    ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, eval_clips=clips)
+    h = np.empty((len(ds), encoder.feature_dim), np.float32)
+    for batch in DataLoader(ds, batch_size=batch_size):
+        b, k = batch["clip"].shape[:2]
+        x = clips_to_input(batch["clip"].flatten(0, 1).to(device))  # (B*k, 3, T, H, W)
+        with autocast(device, precision):
+            feats = encoder(x).float()
+        h[batch["index"].numpy()] = feats.view(b, k, -1).mean(1).cpu().numpy()
+    return h
+
+
+def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:
+    if cfg.label is not None:
+        if cfg.label not in manifest.columns:
+            raise ValueError(f"{cfg.cache}: manifest has no column {cfg.label!r} to colour by "
+                             f"(columns: {list(manifest.columns)})")
+        return cfg.label
+    task = meta.get("task")
+    return task if task in manifest.columns else None
+
+
+def _check_preprocessing(meta: dict, cache: VideoCache, source: str) -> None:
+    trained = (meta.get("preprocessing") or {}).get("size")
+    if trained is not None and trained != cache.config.get("size"):
+        warnings.warn(f"embed: {source} was trained on {trained} px frames but {cache.root} "
+                      f"holds {cache.config.get('size')} px frames; features may be off",
+                      stacklevel=3)
+
+
+def embed(cfg: EmbedConfig) -> Path:
+    """Write per-video and per-study features and a PCA plot; returns the features file.
+
+    ``.npz`` holds ``h`` (N, F) with ``study_id``, ``path``, ``split``, ``label`` (N,), and the
+    study table ``studies`` (S,), ``study_h`` (S, F), ``study_label`` (S,). ``.parquet`` holds
+    one table: ``level`` (video | study), ``study_id``, ``path``, ``split``, ``label``,
+    ``h_0`` … ``h_{F-1}``. Labels are floats, NaN when missing.
+    """
+    encoder, meta = load_any_encoder(cfg.model)
+    device = pick_device(cfg.device)
+    encoder = encoder.to(device)
+    cache = VideoCache(cfg.cache)
+    _check_preprocessing(meta, cache, cfg.model)
+    rows = cache.rows(cfg.split)
+    if rows.empty:
+        raise ValueError(f"{cfg.cache}: no videos in split {cfg.split!r}")
+    label = _label_column(cfg, meta, rows)
+    h = video_features(encoder, cache, rows, clip_len=meta["clip_len"],
+                       period=meta.get("period", 1), clips=cfg.clips,
+                       batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+    videos = pd.DataFrame({
+        "study_id": rows["study_id"].astype(str), "path": rows["path"].astype(str),
+        "split": rows["split"].fillna("").astype(str) if "split" in rows else "",
+        "label": pd.to_numeric(rows[label], errors="coerce") if label else np.nan})
+    study_h = pd.DataFrame(h).groupby(videos["study_id"].to_numpy(), sort=True).mean()
+    study_label = videos.groupby("study_id", sort=True)["label"].first()
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".parquet":
+        _write_parquet(out, videos, h, study_h, study_label)
+    else:
+        _write_npz(out, videos, h, study_h, study_label)
+    explained = plot_projection(h, videos["label"].to_numpy(), study_h.to_numpy(),
+                                study_label.to_numpy(), out.with_suffix(".png"),
+                                title=f"{meta.get('encoder', 'encoder')} features"
+                                      f"{f' — {cfg.split}' if cfg.split else ''}",
+                                label=label)
+    info = {"model": str(cfg.model), "cache": str(cfg.cache), "split": cfg.split,
+            "encoder": meta.get("encoder"), "feature_dim": int(h.shape[1]),
+            "clip_len": meta["clip_len"], "period": meta.get("period", 1), "clips": cfg.clips,
+            "label": label, "n_videos": len(videos), "n_studies": len(study_h),
+            "projection": "PCA (scikit-learn), fitted on videos",
+            "explained_variance_ratio": explained}
+    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(info, indent=2))
+    return out
+
+
+def _write_npz(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
+    tmp = out.with_name(f".{out.stem}.tmp.npz")
+    np.savez(tmp, h=h, study_id=videos["study_id"].to_numpy(str),
+             path=videos["path"].to_numpy(str), split=videos["split"].to_numpy(str),
+             label=videos["label"].to_numpy(float), studies=study_h.index.to_numpy(str),
+             study_h=study_h.to_numpy(np.float32), study_label=study_label.to_numpy(float))
+    tmp.replace(out)
+
+
+def _write_parquet(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
+    names = [f"h_{i}" for i in range(h.shape[1])]
+    video_table = pd.concat([videos.assign(level="video"), pd.DataFrame(h, columns=names)],
+                            axis=1)
+    study_table = pd.DataFrame(study_h.to_numpy(np.float32), columns=names).assign(
+        level="study", study_id=study_h.index.to_numpy(str), path="", split="",
+        label=study_label.to_numpy(float))
+    table = pd.concat([video_table, study_table], ignore_index=True)
+    table = table[["level", "study_id", "path", "split", "label", *names]]
+    tmp = out.with_name(f".{out.stem}.tmp.parquet")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(out)
+
+
+def plot_projection(h: np.ndarray, labels: np.ndarray, study_h: np.ndarray,
+                    study_labels: np.ndarray, out_png: str | Path, *, title: str,
+                    label: str | None) -> list[float]:
+    """PCA of video features (dots) with study means (large circles), coloured by label.
+
+    Returns:
+        The explained variance ratio of the two axes.
+    """
+    from matplotlib.figure import Figure
+    from sklearn.decomposition import PCA
+
+    n_components = min(2, *h.shape)
+    pca = PCA(n_components=n_components).fit(h)
+    pad = [(0, 0), (0, 2 - n_components)]
+    xy, study_xy = np.pad(pca.transform(h), pad), np.pad(pca.transform(study_h), pad)
+    fig = Figure(figsize=(5.5, 4.5))
+    ax = fig.subplots()
+    groups = [(labels == 0, study_labels == 0, "tab:blue", f"{label} = 0"),
+              (labels == 1, study_labels == 1, "tab:red", f"{label} = 1"),
+              (np.isnan(labels), np.isnan(study_labels), "tab:gray",
+               "unlabeled" if label else "videos")]
+    for videos, studies, color, name in groups:
+        if videos.any():
+            ax.scatter(*xy[videos].T, s=8, alpha=0.5, color=color, label=name)
+        if studies.any():
+            ax.scatter(*study_xy[studies].T, s=40, color=color, edgecolors="black",
+                       linewidths=0.6)
+    ratio = [float(r) for r in pca.explained_variance_ratio_] + [0.0] * (2 - n_components)
+    ax.set_xlabel(f"PC 1 ({100 * ratio[0]:.0f} %)")
+    ax.set_ylabel(f"PC 2 ({100 * ratio[1]:.0f} %)")
+    ax.set_title(f"{title}\n(dots: videos, circles: study means)")
+    ax.legend(loc="best", fontsize=8)
+    fig.savefig(out_png, dpi=150, bbox_inches="tight")
+    return ratio

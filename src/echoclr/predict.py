@@ -1,0 +1,228 @@
+"""``echoclr predict``: probabilities for new echo videos and studies from a fine-tuned model.
+
+Each file is decoded and preprocessed exactly as ``ingest`` prepared the model's training cache,
+then scored with the test-time protocol of Holste et al. 2024 (``k`` evenly spaced clips per
+video, probabilities averaged → video; videos averaged → study).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from echoclr.data.ingest import DEFAULT_FPS, PREPROCESSING_VERSION, preprocess
+from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
+from echoclr.data.transforms import clip_indices, evenly_spaced_starts
+from echoclr.data.video import VideoReadError, is_dicom, read_video
+from echoclr.inference import load_classifier, predict_clips
+from echoclr.runs import atomic_write_text, pick_device
+
+VIDEO_SUFFIXES = (".avi", ".mp4")
+COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
+    inputs: tuple[str, ...] = ()  # DICOM files or folders (recursive), AVI/MP4 files, manifest CSV
+    out: str = "predictions.csv"  # CSV: one row per video and one per study
+    clips: int | None = None  # evenly spaced clips per video (default: the model's eval_clips)
+    salt: str = ""  # the ingest --salt, so DICOM study hashes match the training cache's
+    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class VideoInput:
+    """One file to score; ``study_id`` and ``fps`` come from a manifest row when there is one."""
+
+    path: Path
+    study_id: str | None = None
+    fps: float | None = None
+    problem: str | None = None  # a manifest row that names no file
+
+
+def model_preprocessing(meta: dict, source: str | Path) -> dict:
+    """The ingest settings a model's training cache used: size, max_frames, min_fps, target_fps.
+
+    ``meta["preprocessing"]`` is the cache's ``ingest_config.json``; older or hand-made ones may
+    hold only ``size`` and ``max_frames``.
+
+    Raises:
+        ValueError: naming ``source``, when size or max_frames is missing, or the cache was made
+            by another version of :func:`echoclr.data.ingest.preprocess`.
+    """
+    prep = meta.get("preprocessing") or {}
+    spec = prep.get("preprocessing") or {}
+    values = {k: prep.get(k, spec.get(k)) for k in ("size", "max_frames", "min_fps", "target_fps")}
+    if values["size"] is None or values["max_frames"] is None:
+        raise ValueError(f"{source}: model.json gives no preprocessing size/max_frames, so new "
+                         "videos cannot be prepared as its training videos were")
+    version = spec.get("version")
+    if version is not None and version != PREPROCESSING_VERSION:
+        raise ValueError(f"{source}: trained on preprocessing version {version}, this echoclr "
+                         f"writes version {PREPROCESSING_VERSION}; predictions would not match")
+    return values
+
+
+def read_and_preprocess(path: str | Path, prep: dict, *, salt: str = "",
+                        fps: float | None = None) -> tuple[np.ndarray, dict]:
+    """Decode one file and preprocess it as ``ingest`` does (same fps rule, same function).
+
+    Args:
+        path: DICOM, AVI or MP4 file.
+        prep: :func:`model_preprocessing` values.
+        salt: prepended to DICOM identifiers before hashing.
+        fps: frame rate from a manifest, used when the file gives none.
+
+    Returns:
+        uint8 (T, size, size) frames and the video's non-identifying ``meta``.
+
+    Raises:
+        VideoReadError: unreadable, or slower than the cache's ``min_fps`` (ingest skips those).
+    """
+    target_fps = prep.get("target_fps")
+    # As ingest: resampling down from up to 8x the target rate still yields max_frames frames.
+    n_read = prep["max_frames"] * 8 if target_fps else prep["max_frames"]
+    video = read_video(path, max_frames=n_read, salt=salt)
+    video.fps = video.fps or fps or DEFAULT_FPS
+    min_fps = prep.get("min_fps")
+    if min_fps and video.fps < min_fps:
+        raise VideoReadError(path, f"fps {video.fps:g} < {min_fps:g}: the training cache "
+                             "skipped such videos (Doppler, stills)")
+    frames, _ = preprocess(video, size=prep["size"], max_frames=prep["max_frames"],
+                           target_fps=target_fps)
+    return frames, video.meta
+
+
+def video_clips(frames: np.ndarray, *, clip_len: int, period: int, k: int) -> torch.Tensor:
+    """``k`` evenly spaced clips of a video: uint8 (T, H, W) → uint8 (k, clip_len, H, W)."""
+    starts = evenly_spaced_starts(len(frames), clip_len, period, k)
+    idx = np.stack([clip_indices(len(frames), clip_len, period, s) for s in starts])
+    return torch.from_numpy(np.ascontiguousarray(frames[idx]))
+
+
+def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[VideoInput]:
+    """Files to score: folders walked recursively (DICOM by preamble or suffix, AVI, MP4; hidden
+    files and folders skipped), manifests (``.csv``: ``path`` [, ``study_id``, ``fps``])
+    expanded, other paths kept as given (a missing one is reported in its row)."""
+    items: list[VideoInput] = []
+    for entry in inputs:
+        path = Path(entry)
+        if path.is_dir():
+            found = [VideoInput(f) for f in sorted(path.rglob("*")) if _is_video_file(f) and not
+                     any(part.startswith(".") for part in f.relative_to(path).parts)]
+            if not found:
+                warnings.warn(f"predict: {path}: no DICOM, AVI or MP4 files in this folder",
+                              stacklevel=2)
+            items += found
+        elif path.suffix.lower() == ".csv":
+            items += _manifest_inputs(path)
+        else:
+            items.append(VideoInput(path))
+    return items
+
+
+def _is_video_file(path: Path) -> bool:
+    if not path.is_file() or path.name.upper() == "DICOMDIR":
+        return False
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        return True
+    try:
+        return is_dicom(path)
+    except OSError:  # unreadable: list it, so its row says why
+        return True
+
+
+def _manifest_inputs(path: Path) -> list[VideoInput]:
+    df = read_manifest(path)
+    if "path" not in df.columns:
+        raise ManifestError(path, [ManifestProblem(None, "path", "required column missing")])
+    fps = pd.to_numeric(df["fps"], errors="coerce") if "fps" in df.columns else None
+    items = []
+    for i, row in df.iterrows():
+        study = row.get("study_id")
+        study = str(study) if isinstance(study, str) and study else None
+        rate = float(fps[i]) if fps is not None and fps[i] > 0 else None
+        if not isinstance(row["path"], str) or not row["path"]:
+            items.append(VideoInput(Path(f"{path}#row{i + 1}"), study, rate, "blank path"))
+        else:
+            items.append(VideoInput(resolve_path(row["path"], path.parent), study, rate))
+    return items
+
+
+def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: PredictConfig,
+           device: torch.device) -> dict:
+    """One video row; a file that cannot be scored gets its reason as status."""
+    row = {"level": "video", "study_id": item.study_id, "path": str(item.path),
+           "probability": np.nan, "status": "ok", "n_videos": np.nan}
+    try:
+        if item.problem:
+            raise VideoReadError(item.path, item.problem)
+        frames, video_meta = read_and_preprocess(item.path, prep, salt=cfg.salt, fps=item.fps)
+        clips = video_clips(frames, clip_len=meta["clip_len"], period=meta.get("period", 1), k=k)
+        row["probability"] = float(predict_clips(model, clips[None], device=device,
+                                                 precision=cfg.precision)[0])
+        row["study_id"] = row["study_id"] or video_meta.get("study_uid_hash")
+    except Exception as err:  # one bad file never stops the others
+        reason = err.reason if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
+        row["status"] = reason
+    row["study_id"] = row["study_id"] or str(item.path)  # no study known: its own study
+    return row
+
+
+def study_rows(videos: pd.DataFrame) -> pd.DataFrame:
+    """One row per study: mean probability of its scored videos; status says how many failed."""
+    rows = []
+    for study, group in videos.groupby("study_id", sort=True):
+        ok = group[group["status"] == "ok"]
+        n_failed = len(group) - len(ok)
+        if ok.empty:
+            status = "no readable video"
+        else:
+            status = "ok" if not n_failed else f"ok ({n_failed} of {len(group)} videos failed)"
+        rows.append({"level": "study", "study_id": study, "path": "",
+                     "probability": ok["probability"].mean() if len(ok) else np.nan,
+                     "status": status, "n_videos": len(ok)})
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def predict(cfg: PredictConfig) -> Path:
+    """Score every input with the model; write the CSV and return its path.
+
+    The CSV has ``level`` (video | study), ``study_id`` (manifest id, else the salted hash of the
+    DICOM StudyInstanceUID, else the file's path: its own study), ``path``, ``probability``,
+    ``status`` (``ok`` or why the file was not scored) and ``n_videos`` (scored videos of a
+    study). No identifier is written in clear.
+
+    Raises:
+        FileNotFoundError: no model at ``cfg.model``.
+        ValueError: no inputs were given, or the model's preprocessing is unknown.
+    """
+    model, meta = load_classifier(cfg.model)
+    prep = model_preprocessing(meta, cfg.model)
+    device = pick_device(cfg.device)
+    model = model.to(device)
+    k = cfg.clips or meta.get("eval_clips", 4)
+    items = collect_inputs(cfg.inputs)
+    if not items:
+        raise ValueError(f"predict: nothing to score in {list(cfg.inputs)}")
+    rows = []
+    for item in tqdm(items, desc="predict", unit="video", disable=None):
+        rows.append(_score(model, item, prep, meta, k, cfg, device))
+        if rows[-1]["status"] != "ok":
+            warnings.warn(f"predict: {item.path}: {rows[-1]['status']}; the other inputs go on",
+                          stacklevel=2)
+    videos = pd.DataFrame(rows, columns=list(COLUMNS))
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([videos, study_rows(videos)], ignore_index=True)
+    table["n_videos"] = table["n_videos"].astype("Int64")  # blank on video rows
+    atomic_write_text(out, table.to_csv(index=False))
+    return out

@@ -1,0 +1,29 @@
+"""`echoclr demo` end to end with the small CI preset (same code paths as the full demo)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from echoclr.cli import main
+
+
+def test_demo_ci_preset_leaves_report_and_plot(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--preset", "demo_ci"]) == 0
+    report = (out / "experiment" / "report.md").read_text()
+    assert "## lvh — test" in report and "## severe_as — test" in report
+    assert "| echoclr |" in report and "| random |" in report
+    assert (out / "experiment" / "label_efficiency.png").stat().st_size > 1000
+    results = pd.read_csv(out / "experiment" / "results.csv")
+    assert len(results) == 2 * 2 * 2  # tasks x fractions x inits
+    assert set(results["init"]) == {"random", "echoclr"}
+    timings = json.loads((out / "timings.json").read_text())
+    assert timings["total_s"] > 0
+    printed = capsys.readouterr().out
+    assert "label_efficiency.png" in printed and "wall time" in printed
+    # Re-running finds everything done and does not redo it.
+    stamp = (out / "experiment" / "pretrain" / "echoclr" / "encoder.pt").stat().st_mtime_ns
+    assert main(["demo", "--out", str(out), "--preset", "demo_ci"]) == 0
+    assert (out / "experiment" / "pretrain" / "echoclr" / "encoder.pt").stat().st_mtime_ns == stamp

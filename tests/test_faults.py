@@ -1,0 +1,313 @@
+"""Faults: a SIGKILL mid-ingest, mid-pretraining or mid-experiment, then a re-run, loses nothing,
+redoes nothing finished and ends where an uninterrupted run ends; a failed write never leaves a
+half-written file that counts as done.
+
+The kills hit real ``python -m echoclr ...`` processes at a point polled from outside (a cache
+entry, a checkpoint, a finished cell appears); the re-runs and references run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from _video_fixtures import echo_frames
+from echoclr import cli
+from echoclr.data import ingest as ingest_module
+from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.data.video import write_video
+from echoclr.finetune import FinetuneConfig, finetune
+from echoclr.runs import JsonlLog, atomic_torch_save
+
+N_VIDEOS = 20
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two shared cores: one torch thread avoids oversubscription stalls; the killed
+    subprocesses run with one thread too (OMP_NUM_THREADS=1), so numerics match."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def kill_when(args: list[str], ready, log: Path, timeout: float = 120.0) -> None:
+    """Start ``python -m echoclr *args``, SIGKILL it as soon as ``ready()`` holds."""
+    env = os.environ | {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "echoclr", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        try:
+            while not ready():
+                if proc.poll() is not None:
+                    pytest.fail(f"ended (status {proc.returncode}) before the kill point: "
+                                f"{log.read_text()[-2000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"kill point not reached in {timeout} s: {log.read_text()[-2000:]}")
+                time.sleep(0.005)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()  # no-op once dead; never leave a process behind
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("archive")
+    for k in range(N_VIDEOS):
+        write_video(root / f"clip {k:02d}.avi", echo_frames(t=30, h=96, w=128, seed=k)[0], fps=30)
+    pd.DataFrame({"path": [f"clip {k:02d}.avi" for k in range(N_VIDEOS)],
+                  "study_id": [f"S{k // 2}" for k in range(N_VIDEOS)],
+                  "lvh": [k // 2 % 2 for k in range(N_VIDEOS)]}).to_csv(
+        root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def entries(cache: Path) -> dict[str, int]:
+    """Cache entries (name → mtime in ns) as ingest counts them: a .npy with its sidecar."""
+    videos = cache / "videos"
+    return {p.name: p.stat().st_mtime_ns for p in videos.glob("*.npy")
+            if p.with_suffix(".json").is_file()} if videos.is_dir() else {}
+
+
+def assert_same_cache(a: Path, b: Path) -> None:
+    """Same manifest rows (order aside), identical arrays and sidecars."""
+    rows_a = pd.read_csv(a / "manifest.csv").sort_values("source").reset_index(drop=True)
+    rows_b = pd.read_csv(b / "manifest.csv").sort_values("source").reset_index(drop=True)
+    pd.testing.assert_frame_equal(rows_a, rows_b)
+    for path in rows_a["path"]:
+        np.testing.assert_array_equal(np.load(a / path), np.load(b / path), err_msg=path)
+        side = Path(path).with_suffix(".json")
+        assert json.loads((a / side).read_text()) == json.loads((b / side).read_text())
+    assert sorted(p.name for p in (a / "videos").iterdir() if not p.name.endswith(".tmp")) == \
+        sorted(p.name for p in (b / "videos").iterdir())
+
+
+def test_sigkill_during_ingest_loses_and_redoes_nothing(archive, tmp_path):
+    cache = tmp_path / "cache"
+    kill_when(["ingest", str(archive), "--out", str(cache), "--workers", "1", "--size", "32"],
+              lambda: len(entries(cache)) >= 2, tmp_path / "ingest.log")
+    finished = entries(cache)
+    assert 2 <= len(finished) < N_VIDEOS and not (cache / "manifest.csv").exists()
+
+    result = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
+    assert result.ok and result.n_ok == N_VIDEOS and result.n_reused == len(finished)
+    after = entries(cache)
+    assert {k: after[k] for k in finished} == finished  # nothing finished was redone
+    reference = tmp_path / "reference"
+    ingest(IngestConfig(manifest=str(archive), out=str(reference), size=32))
+    assert_same_cache(cache, reference)
+
+
+def fail_on(monkeypatch, function_name: str, module, should_fail) -> list[str]:
+    """Make ``module.function_name`` write half its output then raise OSError (disk full) when
+    ``should_fail(target)`` holds; returns the targets it failed on."""
+    real = getattr(module, function_name)
+    failed = []
+
+    def flaky(*args, **kwargs):
+        target = str(args[1] if function_name == "replace" else args[0].name)
+        if should_fail(target):
+            failed.append(target)
+            if function_name == "save":
+                args[0].write(b"\x93NUMPY half a header")
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, function_name, flaky)
+    return failed
+
+
+def test_failed_writes_never_count_as_done(archive, tmp_path, monkeypatch):
+    """np.save or the rename failing (disk full, read-only folder) mid-write: the video is
+    reported as skipped, no temporary or partial file remains, the next run redoes it."""
+    cache = tmp_path / "cache"
+    first, second = (ingest_module.video_key(f"clip {k:02d}.avi") for k in (3, 7))
+    failed_save = fail_on(monkeypatch, "save", ingest_module.np, lambda t: first in t)
+    failed_rename = fail_on(monkeypatch, "replace", ingest_module.os,
+                            lambda t: t.endswith(f"{second}.json"))
+    result = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
+    assert failed_save and failed_rename
+    reasons = dict(result.skipped)
+    assert result.n_ok == N_VIDEOS - 2
+    assert "No space left" in reasons["clip 03.avi"] and "No space left" in reasons["clip 07.avi"]
+    videos = cache / "videos"
+    assert not [p.name for p in videos.iterdir() if p.name.endswith(".tmp")]
+    assert not (videos / f"{first}.npy").exists() and not (videos / f"{second}.json").exists()
+    monkeypatch.undo()
+
+    again = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
+    assert again.ok and again.n_reused == N_VIDEOS - 2 and again.n_ok == N_VIDEOS
+    np.load(videos / f"{first}.npy")  # complete now
+
+
+def test_failed_manifest_write_leaves_no_half_file(archive, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    fail_on(monkeypatch, "replace", ingest_module.os, lambda t: t.endswith("manifest.csv"))
+    with pytest.raises(OSError, match="No space left"):
+        ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
+    assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
+    assert not (cache / "manifest.csv").exists()  # so no reader takes the cache as complete
+    monkeypatch.undo()
+    assert ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32)).n_reused == \
+        N_VIDEOS
+
+
+def test_leftover_temporary_file_is_not_a_cache_entry(archive, tmp_path):
+    """A process killed inside np.save leaves `.KEY.npy.PID.tmp`: never read as the video."""
+    cache = tmp_path / "cache"
+    key = ingest_module.video_key("clip 00.avi")
+    (cache / "videos").mkdir(parents=True)
+    (cache / "videos" / f".{key}.npy.99999.tmp").write_bytes(b"\x93NUMPY torn")
+    (cache / "videos" / f"{key}.json").write_text("{}")  # sidecar written, array never renamed
+    result = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
+    assert result.n_reused == 0 and result.n_ok == N_VIDEOS
+    assert np.load(cache / "videos" / f"{key}.npy").shape[1:] == (32, 32)
+    assert json.loads((cache / "videos" / f"{key}.json").read_text())["n_frames"] == 30
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    atomic_torch_save({"step": 2}, path)
+
+    def disk_full(obj, f):
+        f.write(b"PK half a zip")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError):
+        atomic_torch_save({"step": 4}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"step": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+def test_torn_last_log_line_is_dropped_not_fatal(tmp_path):
+    """A writer that died mid-append (or a full disk) leaves a torn last line."""
+    log = JsonlLog(tmp_path / "log.jsonl")
+    for step in (1, 2, 3):
+        log.write(step=step, loss=1.0 / step)
+    with open(log.path, "a") as f:
+        f.write('{"time": 1.0, "step": 4, "lo')
+    assert [r["step"] for r in log.rows()] == [1, 2, 3]
+    log.truncate_after(2)  # what --resume does: the torn line goes too
+    log.write(step=3, loss=0.3)
+    assert [r["step"] for r in log.rows()] == [1, 2, 3]
+    with open(log.path, "a") as f:
+        f.write("garbage\n" + json.dumps({"step": 4}) + "\n")
+    with pytest.raises(ValueError, match="line 4 is not JSON"):
+        log.rows()  # damage before the last line is not a torn append
+
+
+# --- pretraining ----------------------------------------------------------------------------
+
+PRETRAIN = ["--encoder", "r3d_tiny", "--width", "4", "--batch-size", "4", "--max-steps", "8",
+            "--checkpoint-every", "2", "--workers", "0", "--precision", "fp32", "--no-progress",
+            "--log-every", "1"]
+
+
+def checkpoint_step(path: Path) -> int:
+    try:
+        return torch.load(path, weights_only=True)["step"] if path.is_file() else 0
+    except (RuntimeError, EOFError, OSError):  # replaced while reading
+        return 0
+
+
+def test_sigkill_during_pretraining_then_resume_matches(tiny_cache, tmp_path):
+    run = tmp_path / "run"
+    kill_when(["pretrain", str(tiny_cache), "--out", str(run), *PRETRAIN],
+              lambda: checkpoint_step(run / "checkpoint.pt") >= 2, tmp_path / "pretrain.log")
+    killed_at = checkpoint_step(run / "checkpoint.pt")
+    assert 2 <= killed_at < 8 and not (run / "encoder.pt").exists()
+
+    assert cli.main(["pretrain", str(tiny_cache), "--out", str(run), *PRETRAIN, "--resume"]) == 0
+    assert cli.main(["pretrain", str(tiny_cache), "--out", str(tmp_path / "ref"), *PRETRAIN]) == 0
+    resumed = torch.load(run / "encoder.pt", weights_only=True)
+    reference = torch.load(tmp_path / "ref" / "encoder.pt", weights_only=True)
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert [r["step"] for r in JsonlLog(run / "log.jsonl").rows()] == list(range(1, 9))
+
+
+# --- experiment -----------------------------------------------------------------------------
+
+def write_spec(path: Path, cache: Path) -> Path:
+    # severe_as is not what the tiny cache's videos show, so AUROCs are not all 1.0.
+    path.write_text(f"""
+cache = "{cache}"
+tasks = ["severe_as"]
+fractions = [0.5, 1.0]
+inits = ["random"]
+reference = "random"
+[finetune]
+encoder = "r3d_tiny"
+width = 4
+clip_len = 4
+batch_size = 12
+epochs = 1
+workers = 0
+progress = false
+eval_clips = 2
+val_clips = 2
+precision = "fp32"
+[evaluate]
+n_resamples = 20
+clips = 2
+precision = "fp32"
+""")
+    return path
+
+
+def test_sigkill_during_experiment_then_rerun_matches(tiny_cache, tmp_path):
+    spec = write_spec(tmp_path / "exp.toml", tiny_cache)
+    out = tmp_path / "exp"
+    kill_when(["experiment", str(spec), "--out", str(out)],
+              lambda: any(out.glob("*/*/*/done.json")), tmp_path / "experiment.log")
+    done = list(out.glob("*/*/*/done.json"))
+    assert len(done) == 1  # killed inside the second cell
+    cell = done[0].parent
+    stamps = {p: p.stat().st_mtime_ns for p in (done[0], cell / "model.pt",
+                                                cell / "test" / "metrics.json")}
+
+    assert cli.main(["experiment", str(spec), "--out", str(out)]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the finished cell not redone
+    cli.main(["experiment", str(spec), "--out", str(tmp_path / "ref")])
+    columns = ["init", "task", "fraction", "seed", "split", "run", "n_train_studies"]
+    got = pd.read_csv(out / "results.csv").sort_values("run").reset_index(drop=True)
+    want = pd.read_csv(tmp_path / "ref" / "results.csv").sort_values("run").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got[columns], want[columns])
+    for metric in ("auroc", "ci_low", "ci_high", "auprc", "balanced_accuracy"):
+        np.testing.assert_allclose(got[metric], want[metric], rtol=0, atol=1e-6, err_msg=metric)
+    for run in got["run"]:
+        a = pd.read_csv(out / run / "test" / "predictions.csv")
+        b = pd.read_csv(tmp_path / "ref" / run / "test" / "predictions.csv")
+        assert a["y_score"].std() > 1e-5  # scores that differ, so equality means something
+        np.testing.assert_allclose(a["y_score"], b["y_score"], rtol=0, atol=1e-6, err_msg=run)
+
+
+def test_refinetune_discards_the_old_models_val_predictions(tiny_cache, tmp_path):
+    """evaluate reuses val_study_predictions.csv for its threshold; after re-training into the
+    same folder (a cell re-run after a kill) it must not be the old model's."""
+    run = tmp_path / "ft"
+    run.mkdir()
+    (run / "val_study_predictions.csv").write_text("study_id,y_true,y_score\nS006,1,0.0\n")
+    finetune(FinetuneConfig(cache=str(tiny_cache), out=str(run), task="lvh", encoder="r3d_tiny",
+                            width=4, clip_len=4, batch_size=12, epochs=1, workers=0,
+                            progress=False, val_clips=1, precision="fp32"))
+    assert not (run / "val_study_predictions.csv").exists()
