@@ -122,9 +122,11 @@ def main():
     p.add_argument("--patients", type=int, default=12)
     p.add_argument("--size", type=int, default=112)
     p.add_argument("--encoder", default="r3d_18")
+    p.add_argument("--width", type=int, default=16, help="r3d_tiny width")
     p.add_argument("--batch", type=int, default=8, help="positive pairs per step")
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--loader-batches", type=int, default=30)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args()
     device = torch.device(args.device)
@@ -145,7 +147,7 @@ def main():
             torch.manual_seed(0)
             echo = name == "echoclr"
             fmt = torch.channels_last_3d if echo else torch.contiguous_format
-            model = PretrainModel(build_encoder(args.encoder), n_orderings=24).to(
+            model = PretrainModel(build_encoder(args.encoder, width=args.width), n_orderings=24).to(
                 device, memory_format=fmt)
             opt = torch.optim.Adam(model.parameters(), 1e-3)
             if echo:
@@ -158,8 +160,12 @@ def main():
             step = make_step(model, opt, echoclr=echo, device=device,
                              precision=precision if echo else "fp32")
             results[name] = run_steps(loader, step, args.steps)
-            loader_times = run_steps(loader, lambda b: None, args.steps * 3)
             batch = next(iter(loader))
+            # Loader alone: a fresh loader drained for many batches, so the prefetch buffer
+            # (workers x prefetch_factor batches) is a small part of the measurement.
+            fresh = DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True,
+                               num_workers=args.workers)
+            loader_times = run_steps(fresh, lambda b: None, args.loader_batches)
             model_times = run_steps([batch] * (args.steps + 1), step, args.steps)
             print(f"{name:10s} end-to-end {rate(results[name], clips)} | loader alone "
                   f"{rate(loader_times, clips)} | model step alone {rate(model_times, clips)}")

@@ -27,7 +27,7 @@ class DemoConfig:
     preset: str = "demo"  # demo (≈10 min on 2 CPU cores) | demo_ci (≈1 min, for CI)
     patients: int | None = None  # overrides the preset's cohort size
     seed: int | None = None  # overrides the preset's seed (cohort, splits, training)
-    workers: int = 1  # synth/ingest processes
+    workers: int = 2  # synth/ingest processes (this machine has 2 cores)
 
 
 def load_preset(name: str) -> dict:

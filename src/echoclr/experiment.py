@@ -96,7 +96,10 @@ def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, init: str, task: s
     overrides = spec.finetune | spec.finetune_by_init.get(init, {})
     init_arg = str(encoders[init]) if init in encoders else init
     cfg = FinetuneConfig(**(overrides | {"cache": spec.cache, "out": str(run), "task": task,
-                                         "init": init_arg, "fraction": fraction, "seed": seed}))
+                                         "init": init_arg, "fraction": fraction, "seed": seed,
+                                         # each seed draws its own labeled subset, shared by
+                                         # every init at that seed
+                                         "fraction_seed": seed}))
     tic = time.perf_counter()
     finetune(cfg)
     for split in spec.splits:
