@@ -47,15 +47,6 @@ GOOD = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one torch thread avoids oversubscription stalls (and is exact)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def write_hostile_archive(root: Path) -> Path:
     frames = echo_frames(t=10, h=48, w=64)[0]
     (root / "échos du cœur 心脏").mkdir(parents=True)

@@ -36,15 +36,6 @@ SALT = "salt-5b1e-secret"
 SRC = Path(__file__).resolve().parents[1] / "src" / "echoclr"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two shared cores: one torch thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def write_phi_cohort(root: Path) -> tuple[Path, list[str]]:
     """10 studies x 2 DICOM cines carrying PHI and burned-in text; pseudonymous manifest ids.
     Returns the manifest and every identifier that must not leak."""
