@@ -108,10 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, cls_name, _, positional, summary) in COMMANDS.items():
         summary = summary.replace("%", "%%")  # argparse formats help with %
         p = sub.add_parser(name, help=summary, description=summary)
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except (ImportError, AttributeError):
-            continue  # a command whose module is not installed stays listed but inert
+        cls = getattr(importlib.import_module(module), cls_name)
         add_config_arguments(p, cls, positional)
         p.add_argument("--config-file", dest="config_file", help="TOML file of defaults")
     cmp = sub.add_parser("compare", help="DeLong test + paired bootstrap ΔAUROC of two runs")
