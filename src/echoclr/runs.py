@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import dataclasses
 import json
 import os
@@ -85,6 +86,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+@functools.lru_cache(maxsize=1)  # autocast() asks on every step: read /proc/cpuinfo once
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX-bf16 or AVX512-bf16 instructions (Linux /proc/cpuinfo flags).
 
