@@ -60,3 +60,13 @@ def test_config_file_sets_defaults_and_flags_override(tmp_path):
     cfg = config_from_args(PretrainConfig, args)
     assert (cfg.cache, cfg.lr, cfg.batch_size, cfg.method, cfg.study_mask) == (
         "CACHE", 0.01, 9, "simclr", False)
+
+
+def test_missing_required_setting_is_named(tmp_path, capsys):
+    (tmp_path / "m.csv").write_text("path,study_id\na.avi,S1\n")
+    with pytest.raises(SystemExit, match="missing required setting.*--out"):
+        main(["ingest", str(tmp_path / "m.csv")])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["ingest", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(required)" in help_text and "MISSING" not in help_text

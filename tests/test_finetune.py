@@ -89,3 +89,15 @@ def test_finetune_smoke_run_with_patience(tiny_cache, tmp_path):
     # Stopped after exactly `patience` non-improving epochs, or ran out of epochs.
     assert len(rows) == min(cfg.epochs, best + 1 + cfg.patience)
     assert (run / "model.pt").is_file() and (run / "config.json").is_file()
+
+
+def test_diverged_run_says_so_instead_of_crashing(tiny_cache, tmp_path, monkeypatch):
+    import echoclr.finetune as ft
+
+    monkeypatch.setattr(ft, "_validate", lambda *a, **k: (float("nan"), float("nan")))
+    cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",
+                         encoder="r3d_tiny", width=4, clip_len=4, batch_size=4, epochs=2,
+                         patience=1, workers=0, progress=False)
+    with pytest.raises(RuntimeError, match="NaN in every epoch"):
+        finetune(cfg)
+    assert not (tmp_path / "ft" / "model.pt").exists()

@@ -61,3 +61,25 @@ def test_resume_reproduces_uninterrupted_run(tiny_cache, tmp_path):
 def test_unknown_method_rejected(tiny_cache, tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
         pretrain(cfg_for(tiny_cache, tmp_path, method="byol"))
+
+
+@pytest.mark.parametrize("augment", [True, False])
+def test_make_views_permutes_frames_with_and_without_augmentation(augment):
+    from echoclr.data.transforms import minmax_scale, permutations
+    from echoclr.pretrain import make_views
+
+    g = torch.Generator().manual_seed(0)
+    clip_a = torch.rand(3, 4, 16, 16, generator=g)
+    clip_b = torch.rand(3, 4, 16, 16, generator=g)
+    batch = {"clip_a": clip_a, "clip_b": clip_b, "study": torch.arange(3)}
+    cfg = PretrainConfig(method="echoclr", clip_len=4, augment=augment)
+    x, study, perm = make_views(batch, cfg, step=5, device=torch.device("cpu"))
+    assert x.shape == (6, 3, 4, 16, 16) and perm.shape == (6,)
+    assert torch.equal(study, torch.arange(3))
+    scaled = minmax_scale(torch.cat([clip_a, clip_b]))
+    order = permutations(4)[perm]
+    # Without augmentation each view is exactly the scaled clip with its frames reordered; with
+    # it, the crop/flip/rotation changes the pixels.
+    expected = torch.stack([scaled[i, order[i]] for i in range(6)])
+    same = torch.allclose(x[:, 0], expected, atol=1e-6)
+    assert same is (not augment)

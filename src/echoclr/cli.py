@@ -77,9 +77,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) ->
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
                                 action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
+            given = "required" if f.default is dataclasses.MISSING else f"default: {f.default!r}"
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=tp,
-                                nargs=nargs, default=None,
-                                help=f"{text} (default: {f.default!r})")
+                                nargs=nargs, default=None, help=f"{text} ({given})")
 
 
 def config_from_args(cls, args: argparse.Namespace):
@@ -98,6 +98,11 @@ def config_from_args(cls, args: argparse.Namespace):
     unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
     if unknown:
         raise SystemExit(f"unknown settings: {sorted(unknown)}")
+    missing = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(cls)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+               and f.name not in values]
+    if missing:
+        raise SystemExit(f"missing required setting(s): {', '.join(missing)}")
     return cls(**values)
 
 

@@ -173,7 +173,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
                           label=cfg.task, seed=cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
-                        generator=g, num_workers=cfg.workers, drop_last=False)
+                        generator=g, num_workers=cfg.workers, drop_last=False,
+                        persistent_workers=cfg.workers > 0)  # an epoch can be a single step
     log = JsonlLog(out / "log.jsonl")
     (out / "log.jsonl").unlink(missing_ok=True)
     stopper, best_state, step = EarlyStopping(cfg.patience), None, 0
@@ -221,6 +222,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
             break
     bar.close()
+    if best_state is None:  # NaN never beats inf: every validation loss was NaN
+        raise RuntimeError(f"{out}: the validation loss was NaN in every epoch (training "
+                           f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
     model.load_state_dict(best_state)
     _save_model(model, cfg, meta, cache, out, stopper)
     return out

@@ -53,6 +53,7 @@ class PretrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up
     temperature: float = 0.05  # NT-Xent temperature (paper)
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
+    augment: bool = True  # the paper's crop/flip/rotation on pretraining clips
     study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
     proj_batch_norm: bool = False  # BatchNorm in the projection head (guards against collapse)
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
@@ -81,7 +82,9 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
     """
     g = _step_generator(cfg.seed, step)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
-    clips = augment_clips(minmax_scale(clips), generator=g)
+    clips = minmax_scale(clips)
+    if cfg.augment:
+        clips = augment_clips(clips, generator=g)
     perm = None
     if cfg.method == "echoclr":
         perm = torch.randint(0, math.factorial(cfg.clip_len), (clips.shape[0],), generator=g)

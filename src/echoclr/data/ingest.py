@@ -223,7 +223,7 @@ def ingest(cfg: IngestConfig) -> IngestResult:
             records[i] = value
         else:
             skipped.append((str(df.at[i, "path"]), value))
-    _write_outputs(out, cfg, df, records, skipped)
+    write_cache_index(out, cfg, df, records, skipped)
     if not cfg.salt and any(r["meta"].get("patient_id_hash") for r in records.values()):
         # Patient IDs (MRNs) are short and guessable: unsalted, their hash can be reversed by
         # hashing candidate IDs, so the cache's _patient_id_hash is only pseudonymous with a salt.
@@ -366,8 +366,17 @@ def _check_cache_compatible(out: Path, cfg: IngestConfig) -> None:
             f"{({k: new[k] for k in keys})}; ingest into another folder")
 
 
-def _write_outputs(out: Path, cfg: IngestConfig, df: pd.DataFrame, records: dict,
-                   skipped: list[tuple[str, str]]) -> None:
+def write_cache_index(out: Path, cfg: IngestConfig, df: pd.DataFrame, records: dict,
+                      skipped: list[tuple[str, str]]) -> None:
+    """Write a cache's manifest.csv, ingest_report.csv and ingest_config.json.
+
+    Args:
+        out: the cache folder (its ``videos/<key>.npy`` files already written).
+        cfg: the ingest settings (the salt is never written).
+        df: the input manifest; ``records`` index into it.
+        records: row index -> {"n_frames", "fps", "height", "width", "meta"} of each cached video.
+        skipped: (path, reason) of every video that was not cached.
+    """
     rows = df.loc[sorted(records)].copy()
     rows["source"] = rows["path"]
     rows["path"] = [f"videos/{video_key(s)}.npy" for s in rows["source"]]
