@@ -197,6 +197,25 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
+def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
+    import os
+
+    from echoclr.atomic import atomic_write_text
+
+    path = tmp_path / "manifest.csv"
+    atomic_write_text(path, "old\n")
+
+    def rename_fails(src, dst):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(os, "replace", rename_fails)
+    with pytest.raises(OSError):
+        atomic_write_text(path, "new\n")
+    monkeypatch.undo()
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["manifest.csv"]
+
+
 def test_torn_last_log_line_is_dropped_not_fatal(tmp_path):
     """A writer that died mid-append (or a full disk) leaves a torn last line."""
     log = JsonlLog(tmp_path / "log.jsonl")

@@ -14,16 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file so that a reader never sees half of it."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:  # a failed write (disk full, read-only) leaves no temporary file behind
-        tmp.unlink(missing_ok=True)
+from echoclr.atomic import atomic_write_text  # noqa: F401  (re-exported for commands)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from echoclr.atomic import atomic_write_bytes
 from echoclr.data.fan import estimate_fan, region_mask
 from echoclr.data.manifest import (
     ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
@@ -322,24 +323,13 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
             "meta": video.meta, "preprocess": info,
         }
         npy_path = Path(npy)
-        _atomic_write(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+        atomic_write_bytes(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
         _atomic_save_npy(npy_path, frames)
         return "ok", record
     except VideoReadError as err:
         return "skip", err.reason
     except Exception as err:  # one bad file never stops the run
         return "skip", f"{type(err).__name__}: {err}"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file then rename: ``path`` is complete or untouched, and a failed
-    write leaves no temporary file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _atomic_save_npy(path: Path, frames: np.ndarray) -> None:
@@ -384,9 +374,9 @@ def write_cache_index(out: Path, cfg: IngestConfig, df: pd.DataFrame, records: d
         rows[column] = [records[i][column] for i in rows.index]
     rows["_study_uid_hash"] = [records[i]["meta"].get("study_uid_hash") for i in rows.index]
     rows["_patient_id_hash"] = [records[i]["meta"].get("patient_id_hash") for i in rows.index]
-    _atomic_write(out / "manifest.csv", rows.to_csv(index=False).encode())
+    atomic_write_bytes(out / "manifest.csv", rows.to_csv(index=False).encode())
     report = pd.DataFrame(skipped, columns=["path", "reason"])
-    _atomic_write(out / "ingest_report.csv", report.to_csv(index=False).encode())
+    atomic_write_bytes(out / "ingest_report.csv", report.to_csv(index=False).encode())
     config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "salt"}
     config |= {"salted": bool(cfg.salt), "preprocessing": preprocessing_spec(cfg)}
-    _atomic_write(out / "ingest_config.json", json.dumps(config, indent=2).encode())
+    atomic_write_bytes(out / "ingest_config.json", json.dumps(config, indent=2).encode())
