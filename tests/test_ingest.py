@@ -175,3 +175,20 @@ def test_manifest_problems_stop_before_decoding(tmp_path):
     with pytest.raises(ManifestError, match="duplicate path"):
         ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "out")))
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("file_fps", "manifest_fps", "expected"), [
+    (30.0, 50.0, ("file", 30.0)), (None, 50.0, ("manifest", 50.0)), (None, None, ("default", 30.0))])
+def test_sidecar_says_where_the_frame_rate_came_from(tmp_path, monkeypatch, file_fps, manifest_fps,
+                                                     expected):
+    import echoclr.data.ingest as ingest_module
+
+    frames = np.random.default_rng(0).integers(0, 255, (12, 24, 24), dtype=np.uint8)
+    monkeypatch.setattr(ingest_module, "read_video",
+                        lambda path, **kw: Video(frames.copy(), file_fps, {}))
+    status, record = ingest_module.process_video(
+        path="x.avi", npy=str(tmp_path / "x.npy"), size=16, max_frames=10, min_fps=25.0,
+        salt="", manifest_fps=manifest_fps)
+    assert status == "ok", record
+    assert (record["fps_from"], record["source_fps"]) == expected
+    assert json.loads((tmp_path / "x.json").read_text())["fps_from"] == expected[0]

@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from echoclr.data.ingest import DEFAULT_FPS, PREPROCESSING_VERSION, preprocess
+from echoclr.data.ingest import PREPROCESSING_VERSION, decode_and_preprocess
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
 from echoclr.data.transforms import clip_indices, evenly_spaced_starts
-from echoclr.data.video import VideoReadError, is_dicom, read_video
+from echoclr.data.video import VideoReadError, is_dicom
 from echoclr.inference import load_classifier, predict_clips
 from echoclr.runs import atomic_write_text, pick_device
 
@@ -85,19 +85,12 @@ def read_and_preprocess(path: str | Path, prep: dict, *, salt: str = "",
         uint8 (T, size, size) frames and the video's non-identifying ``meta``.
 
     Raises:
-        VideoReadError: unreadable, or slower than the cache's ``min_fps`` (ingest skips those).
+        VideoReadError: unreadable, or slower than the cache's ``min_fps`` (ingest skipped such
+            videos: Doppler strips, stills).
     """
-    target_fps = prep.get("target_fps")
-    # As ingest: resampling down from up to 8x the target rate still yields max_frames frames.
-    n_read = prep["max_frames"] * 8 if target_fps else prep["max_frames"]
-    video = read_video(path, max_frames=n_read, salt=salt)
-    video.fps = video.fps or fps or DEFAULT_FPS
-    min_fps = prep.get("min_fps")
-    if min_fps and video.fps < min_fps:
-        raise VideoReadError(path, f"fps {video.fps:g} < {min_fps:g}: the training cache "
-                             "skipped such videos (Doppler, stills)")
-    frames, _ = preprocess(video, size=prep["size"], max_frames=prep["max_frames"],
-                           target_fps=target_fps)
+    frames, _, video, _ = decode_and_preprocess(
+        path, size=prep["size"], max_frames=prep["max_frames"], min_fps=prep.get("min_fps"),
+        target_fps=prep.get("target_fps"), salt=salt, manifest_fps=fps)
     return frames, video.meta
 
 

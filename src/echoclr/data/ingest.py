@@ -299,6 +299,30 @@ def _run(jobs: dict, workers: int):
                 bar.update()
 
 
+def decode_and_preprocess(path: str | Path, *, size: int, max_frames: int, min_fps: float | None,
+                          target_fps: float | None, salt: str = "",
+                          manifest_fps: float | None = None) -> tuple[np.ndarray, dict, Video, str]:
+    """Decode one file and preprocess it: the one path that ``ingest`` and ``predict`` share.
+
+    Returns:
+        uint8 (T, size, size) frames, the preprocessing info, the decoded ``Video`` (``fps`` set)
+        and where its frame rate came from ("file", "manifest" or "default").
+
+    Raises:
+        VideoReadError: unreadable, or slower than ``min_fps`` (Doppler strips, stills).
+    """
+    # Resampling down from up to 8x the target rate still yields max_frames frames.
+    source_frames = max_frames * 8 if target_fps else max_frames
+    video = read_video(path, max_frames=source_frames, salt=salt)
+    fps_from = "file" if video.fps else "manifest" if manifest_fps else "default"
+    fps = video.fps or manifest_fps or DEFAULT_FPS
+    if min_fps and fps < min_fps:
+        raise VideoReadError(path, f"fps {fps:g} < {min_fps:g}")
+    video.fps = fps
+    frames, info = preprocess(video, size=size, max_frames=max_frames, target_fps=target_fps)
+    return frames, info, video, fps_from
+
+
 def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
                   manifest_fps: float | None, target_fps: float | None = None
                   ) -> tuple[str, dict | str]:
@@ -308,17 +332,12 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
         ("ok", record) with the sidecar's content, or ("skip", reason).
     """
     try:
-        # Resampling down from up to 8x the target rate still yields max_frames frames.
-        source_frames = max_frames * 8 if target_fps else max_frames
-        video = read_video(path, max_frames=source_frames, salt=salt)
-        fps = video.fps or manifest_fps or DEFAULT_FPS
-        if fps < min_fps:
-            return "skip", f"fps {fps:g} < {min_fps:g}"
-        video.fps = fps
-        frames, info = preprocess(video, size=size, max_frames=max_frames, target_fps=target_fps)
+        frames, info, video, fps_from = decode_and_preprocess(
+            path, size=size, max_frames=max_frames, min_fps=min_fps, target_fps=target_fps,
+            salt=salt, manifest_fps=manifest_fps)
         record = {
-            "n_frames": len(frames), "fps": float(target_fps or fps), "source_fps": float(fps),
-            "fps_from": "file" if video.fps else "manifest" if manifest_fps else "default",
+            "n_frames": len(frames), "fps": float(target_fps or video.fps),
+            "source_fps": float(video.fps), "fps_from": fps_from,
             "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
             "meta": video.meta, "preprocess": info,
         }
