@@ -31,6 +31,7 @@ import tempfile
 import time
 
 import torch
+from _timing import rate, run_steps, summary  # benchmarks/_timing.py (scripts run from here)
 from torch.utils.data import DataLoader
 
 from echoclr.data.datasets import ClipDataset, VideoCache
@@ -40,31 +41,6 @@ from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.finetune import FinetuneConfig, build_classifier, select_rows, smoothed_bce
 from echoclr.inference import predict_videos
 from echoclr.runs import autocast, resolve_precision
-
-
-def summary(values, unit):
-    """``median [min-max] unit`` of a list of rates."""
-    return f"{statistics.median(values):7.1f} {unit} [{min(values):.1f}-{max(values):.1f}]"
-
-
-def rate(times, clips):
-    return summary([clips / t for t in times], "clips/s")
-
-
-def run_steps(loader, step_fn, steps):
-    """Time each of ``steps`` iterations (after one warm-up) of load + step."""
-    times, it = [], iter(loader)
-    step_fn(next(it))
-    for _ in range(steps):
-        tic = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        step_fn(batch)
-        times.append(time.perf_counter() - tic)
-    return times
 
 
 def make_step(model, optimizer, cfg: FinetuneConfig, device, pos_weight, generator):

@@ -15,11 +15,11 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import rate, run_steps  # benchmarks/_timing.py (scripts run from here)
 from torch.utils.data import DataLoader, Dataset
 
 from echoclr.data.datasets import StudyPairDataset, VideoCache
@@ -74,27 +74,6 @@ class ReferenceDataset(Dataset):
     def __getitem__(self, index):
         video = self._load(self.paths[index])
         return {"clip_a": self._clip(video), "clip_b": self._clip(video)}
-
-
-def rate(times, clips):
-    rates = [clips / t for t in times]
-    return f"{statistics.median(rates):7.1f} clips/s [{min(rates):.1f}-{max(rates):.1f}]"
-
-
-def run_steps(loader, step_fn, steps):
-    """Time each of ``steps`` iterations (after one warm-up) of load + step."""
-    times, it = [], iter(loader)
-    step_fn(next(it))
-    for _ in range(steps):
-        tic = time.perf_counter()
-        try:
-            batch = next(it)
-        except StopIteration:
-            it = iter(loader)
-            batch = next(it)
-        step_fn(batch)
-        times.append(time.perf_counter() - tic)
-    return times
 
 
 def make_step(model, optimizer, *, echoclr: bool, device, precision):
