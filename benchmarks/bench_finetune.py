@@ -31,34 +31,19 @@ import tempfile
 import time
 
 import torch
-from _timing import rate, run_steps, summary  # benchmarks/_timing.py (scripts run from here)
+from _bench import rate, run_steps, summary, synthetic_cache  # benchmarks/_bench.py
 from torch.utils.data import DataLoader
 
 from echoclr.data.datasets import ClipDataset, VideoCache
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
-from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
-from echoclr.finetune import FinetuneConfig, build_classifier, select_rows, smoothed_bce
+from echoclr.finetune import FinetuneConfig, build_classifier, select_rows, train_step
 from echoclr.inference import predict_videos
-from echoclr.runs import autocast, resolve_precision
+from echoclr.runs import resolve_precision
 
 
 def make_step(model, optimizer, cfg: FinetuneConfig, device, pos_weight, generator):
-    """finetune.py's inner loop body (full fine-tuning, no frozen encoder)."""
-
-    def step(batch):
-        clips = minmax_scale(batch["clip"].to(device))
-        if cfg.augment:
-            clips = augment_clips(clips, generator=generator)
-        with autocast(device, cfg.precision):
-            logits = model(to_model_input(clips))
-        loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
-                            smoothing=cfg.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss.item()  # finetune.py logs every loss: a device sync per step
-    return step
+    """finetune.py's own training step (full fine-tuning, no frozen encoder)."""
+    return lambda batch: train_step(model, optimizer, batch, cfg, device=device,
+                                    pos_weight=pos_weight, generator=generator)
 
 
 def main():
@@ -86,11 +71,7 @@ def main():
     device = torch.device(args.device)
     precision = resolve_precision(args.precision, device)
     with tempfile.TemporaryDirectory() as tmp:
-        cohort = synthesize(SynthConfig(out=f"{tmp}/cohort", patients=args.patients,
-                                        size=args.size, frames_min=60, frames_max=100,
-                                        dicom_fraction=0.0, lossless=False))
-        ingest(IngestConfig(manifest=str(cohort), out=f"{tmp}/cache", size=args.size,
-                            workers=args.workers))
+        synthetic_cache(tmp, patients=args.patients, size=args.size, workers=args.workers)
         cfg = FinetuneConfig(cache=f"{tmp}/cache", task=args.task, encoder=args.encoder,
                              width=args.width, clip_len=args.clip_len, batch_size=args.batch,
                              precision=precision, workers=args.workers, eval_clips=args.eval_clips)

@@ -19,12 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import rate, run_steps  # benchmarks/_timing.py (scripts run from here)
+from _bench import rate, run_steps, synthetic_cache  # benchmarks/_bench.py
 from torch.utils.data import DataLoader, Dataset
 
 from echoclr.data.datasets import StudyPairDataset, VideoCache
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
 from echoclr.data.transforms import augment_clips, minmax_scale, permute_frames, to_model_input
 from echoclr.losses import nt_xent, reorder_loss
 from echoclr.models import PretrainModel, build_encoder
@@ -111,11 +109,7 @@ def main():
     device = torch.device(args.device)
     precision = resolve_precision("auto", device)
     with tempfile.TemporaryDirectory() as tmp:
-        cohort = synthesize(SynthConfig(out=f"{tmp}/cohort", patients=args.patients,
-                                        size=args.size, frames_min=60, frames_max=100,
-                                        dicom_fraction=0.0, lossless=False))
-        ingest(IngestConfig(manifest=str(cohort), out=f"{tmp}/cache", size=args.size,
-                            workers=args.workers))
+        synthetic_cache(tmp, patients=args.patients, size=args.size, workers=args.workers)
         cache = VideoCache(f"{tmp}/cache")
         rows = cache.rows()
         print(f"device {device}, precision {precision}, {args.encoder} 4x{args.size}x{args.size},"
@@ -132,7 +126,7 @@ def main():
             if echo:
                 ds = StudyPairDataset(cache, rows, clip_len=4, period=1, pairs="all")
             else:
-                ds = ReferenceDataset([Path(cohort).parent / s for s in rows["source"]], 4, 1,
+                ds = ReferenceDataset([Path(tmp) / "cohort" / s for s in rows["source"]], 4, 1,
                                       args.size)
             loader = DataLoader(ds, batch_size=args.batch, shuffle=True, drop_last=True,
                                 num_workers=args.workers, persistent_workers=True)

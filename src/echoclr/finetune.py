@@ -148,6 +148,31 @@ def _param_groups(model: Classifier, cfg: FinetuneConfig, head_only: bool):
             {"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale}]
 
 
+def train_step(model: Classifier, optimizer, batch: dict, cfg: FinetuneConfig, *,
+               device: torch.device, pos_weight: float, generator: torch.Generator,
+               frozen: bool = False) -> float:
+    """One optimizer step on a batch {"clip": uint8 (B, T, H, W), "label": (B,)}; returns the loss.
+
+    ``frozen``: the encoder runs without gradients (linear probe / head-only epochs).
+    """
+    clips = minmax_scale(batch["clip"].to(device))
+    if cfg.augment:
+        clips = augment_clips(clips, generator=generator)
+    with autocast(device, cfg.precision):
+        if frozen:
+            with torch.no_grad():
+                h = model.encoder(to_model_input(clips))
+            logits = model.head(model.dropout(h.float())).squeeze(1)
+        else:
+            logits = model(to_model_input(clips))
+    loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
+                        smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
     # evaluate reuses val_study_predictions.csv (the threshold's source) when present: it belongs
@@ -192,22 +217,8 @@ def finetune(cfg: FinetuneConfig) -> Path:
         dataset.set_epoch(epoch)
         losses = []
         for batch in loader:
-            clips = minmax_scale(batch["clip"].to(device))
-            if cfg.augment:
-                clips = augment_clips(clips, generator=g)
-            with autocast(device, cfg.precision):
-                if frozen:
-                    with torch.no_grad():
-                        h = model.encoder(to_model_input(clips))
-                    logits = model.head(model.dropout(h.float())).squeeze(1)
-                else:
-                    logits = model(to_model_input(clips))
-            loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
-                                smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            losses.append(train_step(model, optimizer, batch, cfg, device=device,
+                                     pos_weight=pos_weight, generator=g, frozen=frozen))
             step += 1
             bar.update(1)
             if cfg.max_steps and step >= cfg.max_steps:

@@ -1,9 +1,14 @@
-"""Timing helpers shared by the benchmark scripts (median [min–max] of per-step rates)."""
+"""Helpers shared by the benchmark scripts: per-step timing (median [min–max] of rates) and a
+small synthetic cache."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
+
+from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.data.synth import SynthConfig, synthesize
 
 
 def summary(values, unit: str) -> str:
@@ -31,3 +36,15 @@ def run_steps(loader, step_fn, steps: int) -> list[float]:
         step_fn(batch)
         times.append(time.perf_counter() - tic)
     return times
+
+
+def synthetic_cache(folder: str | Path, *, patients: int, size: int, workers: int) -> Path:
+    """Synthesize ``patients`` studies (60-100 frames, AVI only) and ingest them at ``size`` px
+    into ``folder/cache``; returns the cache folder."""
+    folder = Path(folder)
+    cohort = synthesize(SynthConfig(out=str(folder / "cohort"), patients=patients, size=size,
+                                    frames_min=60, frames_max=100, dicom_fraction=0.0,
+                                    lossless=False))
+    ingest(IngestConfig(manifest=str(cohort), out=str(folder / "cache"), size=size,
+                        workers=workers))
+    return folder / "cache"
