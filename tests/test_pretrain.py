@@ -83,3 +83,15 @@ def test_make_views_permutes_frames_with_and_without_augmentation(augment):
     expected = torch.stack([scaled[i, order[i]] for i in range(6)])
     same = torch.allclose(x[:, 0], expected, atol=1e-6)
     assert same is (not augment)
+
+
+def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path):
+    run = tmp_path / "warm"
+    pretrain(cfg_for(tiny_cache, run, method="echoclr", max_steps=3, reorder_warmup_steps=2))
+    rows = JsonlLog(run / "log.jsonl").rows()
+    # During the warm-up the optimised loss is the reorder loss alone; afterwards both terms.
+    for row in rows:
+        expected = row["reorder_loss"] + (row["nt_xent"] if row["step"] > 2 else 0.0)
+        assert row["loss"] == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="reorder_warmup_steps"):
+        pretrain(cfg_for(tiny_cache, tmp_path / "bad", method="mi-simclr", reorder_warmup_steps=2))

@@ -53,6 +53,7 @@ class PretrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up
     temperature: float = 0.05  # NT-Xent temperature (paper)
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
+    reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
     augment: bool = True  # the paper's crop/flip/rotation on pretraining clips
     study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
     proj_batch_norm: bool = False  # BatchNorm in the projection head (guards against collapse)
@@ -108,6 +109,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
     """Run pretraining; returns the path of the exported ``encoder.pt``."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS}")
+    if cfg.reorder_warmup_steps and cfg.method != "echoclr":
+        raise ValueError(f"reorder_warmup_steps={cfg.reorder_warmup_steps} needs method "
+                         f"'echoclr' (frame reordering), not {cfg.method!r}")
     info = distributed.init_distributed(cfg.device)
     device = info.device if cfg.device == "auto" else pick_device(cfg.device)
     out = Path(cfg.out)
@@ -179,7 +183,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
             contrastive, logits, targets = nt_xent(
                 z[:b], z[b:], temperature=cfg.temperature,
                 study=study if cfg.study_mask else None, return_logits=True)
-            loss = contrastive
+            # Reordering's learning sits on a long plateau that the contrastive loss prolongs (its
+            # two views carry independent orderings, so it rewards order-invariant features): an
+            # optional warm-up trains reordering alone first. x0 keeps every parameter in the graph.
+            warming = perm is not None and step < cfg.reorder_warmup_steps
+            loss = contrastive * 0.0 if warming else contrastive
             metrics = {"nt_xent": contrastive.item(),
                        "retrieval_acc": retrieval_accuracy(logits.detach(), targets)}
             if perm is not None:
