@@ -25,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from echoclr.data.datasets import VideoCache
-from echoclr.data.transforms import clip_indices, evenly_spaced_starts
+from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.inference import clips_to_input
 from echoclr.models import build_encoder, load_encoder
 
@@ -43,10 +43,7 @@ def study_features(encoder, cache: VideoCache, rows: pd.DataFrame, *, clip_len: 
     for i in range(0, len(rows), batch):
         videos = []
         for path in rows.path[i:i + batch]:
-            frames = cache.open(path)
-            starts = evenly_spaced_starts(len(frames), clip_len, period, clips)
-            idx = np.stack([clip_indices(len(frames), clip_len, period, s) for s in starts])
-            videos.append(np.asarray(frames[idx]))  # (clips, clip_len, H, W)
+            videos.append(evenly_spaced_clips(cache.open(path), clip_len, period, clips))
         x = torch.from_numpy(np.stack(videos))  # (B, clips, clip_len, H, W)
         h = encoder(clips_to_input(x.flatten(0, 1))).view(len(videos), clips, -1).mean(1)
         feats.append(h.numpy())

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from echoclr.data.transforms import (
-    augment_clips, clip_indices, evenly_spaced_starts, minmax_scale, permutation_index,
+    augment_clips, clip_indices, evenly_spaced_clips, evenly_spaced_starts, minmax_scale, permutation_index,
     permutations, permute_frames, random_start, sample_clip, to_model_input,
 )
 
@@ -22,6 +22,16 @@ def test_random_start_keeps_clip_inside_video():
     starts = {random_start(20, 4, 3, rng) for _ in range(500)}
     assert min(starts) == 0 and max(starts) == 20 - 10  # span = 3 * 3 + 1
     assert random_start(2, 16, 1, rng) == 0
+
+
+def test_evenly_spaced_clips_read_the_evenly_spaced_starts():
+    video = np.arange(30 * 4 * 5, dtype=np.uint8).reshape(30, 4, 5)
+    clips = evenly_spaced_clips(video, 4, 2, 3)
+    assert clips.shape == (3, 4, 4, 5) and clips.flags["C_CONTIGUOUS"]
+    for clip, start in zip(clips, evenly_spaced_starts(30, 4, 2, 3)):
+        np.testing.assert_array_equal(clip, np.stack([video[start + 2 * i] for i in range(4)]))
+    short = evenly_spaced_clips(video[:3], 4, 1, 2)  # padded with the last frame
+    np.testing.assert_array_equal(short[0], video[[0, 1, 2, 2]])
 
 
 def test_evenly_spaced_starts_cover_video():

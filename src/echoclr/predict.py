@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from echoclr.data.ingest import PREPROCESSING_VERSION, decode_and_preprocess
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
-from echoclr.data.transforms import clip_indices, evenly_spaced_starts
+from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import VideoReadError, is_dicom
 from echoclr.inference import load_classifier, predict_clips
 from echoclr.runs import atomic_write_text, pick_device
@@ -94,13 +94,6 @@ def read_and_preprocess(path: str | Path, prep: dict, *, salt: str = "",
     return frames, video.meta
 
 
-def video_clips(frames: np.ndarray, *, clip_len: int, period: int, k: int) -> torch.Tensor:
-    """``k`` evenly spaced clips of a video: uint8 (T, H, W) → uint8 (k, clip_len, H, W)."""
-    starts = evenly_spaced_starts(len(frames), clip_len, period, k)
-    idx = np.stack([clip_indices(len(frames), clip_len, period, s) for s in starts])
-    return torch.from_numpy(np.ascontiguousarray(frames[idx]))
-
-
 def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[VideoInput]:
     """Files to score: folders walked recursively (DICOM by preamble or suffix, AVI, MP4; hidden
     files and folders skipped), manifests (``.csv``: ``path`` [, ``study_id``, ``fps``])
@@ -159,7 +152,8 @@ def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: Predict
         if item.problem:
             raise VideoReadError(item.path, item.problem)
         frames, video_meta = read_and_preprocess(item.path, prep, salt=cfg.salt, fps=item.fps)
-        clips = video_clips(frames, clip_len=meta["clip_len"], period=meta.get("period", 1), k=k)
+        clips = torch.from_numpy(
+            evenly_spaced_clips(frames, meta["clip_len"], meta.get("period", 1), k))
         row["probability"] = float(predict_clips(model, clips[None], device=device,
                                                  precision=cfg.precision)[0])
         row["study_id"] = row["study_id"] or video_meta.get("study_uid_hash")

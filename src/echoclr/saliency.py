@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echoclr.data.transforms import clip_indices
+from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
 from echoclr.inference import clips_to_input, load_classifier, predict_clips
-from echoclr.predict import model_preprocessing, read_and_preprocess, video_clips
+from echoclr.predict import model_preprocessing, read_and_preprocess
 from echoclr.runs import atomic_write_text, pick_device
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
@@ -200,7 +200,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
                                               device=device)
     k = meta.get("eval_clips", 4)
     probability = float(predict_clips(
-        model, video_clips(frames, clip_len=clip_len, period=period, k=k)[None].to(device),
+        model, torch.from_numpy(evenly_spaced_clips(frames, clip_len, period, k))[None].to(device),
         device=device, precision="fp32")[0])
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

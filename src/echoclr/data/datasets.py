@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from echoclr.data.manifest import read_manifest
 from echoclr.data.transforms import (
-    clip_indices, evenly_spaced_starts, random_start, sample_clip,
+    evenly_spaced_clips, random_start, sample_clip,
 )
 
 
@@ -92,12 +92,8 @@ class ClipDataset(_CacheDataset):
         index, rng = self._key(key)
         row = self.rows.iloc[index]
         if self.eval_clips:
-            video = self.cache.open(row["path"])
-            starts = evenly_spaced_starts(len(video), self.clip_len, self.period, self.eval_clips)
-            idx = np.stack([clip_indices(len(video), self.clip_len, self.period, s)
-                            for s in starts])
-            clip = torch.from_numpy(np.ascontiguousarray(video[idx.ravel()]).reshape(
-                *idx.shape, *video.shape[1:]))
+            clip = torch.from_numpy(evenly_spaced_clips(
+                self.cache.open(row["path"]), self.clip_len, self.period, self.eval_clips))
         else:
             clip = self._random_clip(row["path"], rng)
         label = float(row[self.label]) if self.label else float("nan")

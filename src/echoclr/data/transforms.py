@@ -47,6 +47,19 @@ def sample_clip(video: np.ndarray, clip_len: int, period: int, start: int) -> np
     return np.ascontiguousarray(video[clip_indices(len(video), clip_len, period, start)])
 
 
+def evenly_spaced_clips(video: np.ndarray, clip_len: int, period: int, k: int) -> np.ndarray:
+    """Read ``k`` evenly spaced clips of a (possibly memory-mapped) video (evaluation protocol).
+
+    Args:
+        video: uint8 (T, H, W).
+    Returns:
+        uint8 (k, clip_len, H, W), a copy.
+    """
+    starts = evenly_spaced_starts(len(video), clip_len, period, k)
+    idx = np.stack([clip_indices(len(video), clip_len, period, s) for s in starts])
+    return np.ascontiguousarray(video[idx])
+
+
 def minmax_scale(clips: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Scale each clip to [0, 1] over all its pixels; a constant clip becomes all zeros.
 
