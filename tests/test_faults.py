@@ -139,7 +139,7 @@ def test_failed_writes_never_count_as_done(archive, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     first, second = (ingest_module.video_key(f"clip {k:02d}.avi") for k in (3, 7))
     failed_save = fail_on(monkeypatch, "save", ingest_module.np, lambda t: first in t)
-    failed_rename = fail_on(monkeypatch, "replace", ingest_module.os,
+    failed_rename = fail_on(monkeypatch, "replace", os,
                             lambda t: t.endswith(f"{second}.json"))
     result = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
     assert failed_save and failed_rename
@@ -158,7 +158,7 @@ def test_failed_writes_never_count_as_done(archive, tmp_path, monkeypatch):
 
 def test_failed_manifest_write_leaves_no_half_file(archive, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    fail_on(monkeypatch, "replace", ingest_module.os, lambda t: t.endswith("manifest.csv"))
+    fail_on(monkeypatch, "replace", os, lambda t: t.endswith("manifest.csv"))
     with pytest.raises(OSError, match="No space left"):
         ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
     assert not [p for p in cache.iterdir() if p.name.endswith(".tmp")]
@@ -198,8 +198,6 @@ def test_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
 
 
 def test_failed_atomic_write_keeps_the_old_file(tmp_path, monkeypatch):
-    import os
-
     from echoclr.atomic import atomic_write_text
 
     path = tmp_path / "manifest.csv"

@@ -6,7 +6,6 @@ import contextlib
 import functools
 import dataclasses
 import json
-import os
 import random
 import time
 from pathlib import Path
@@ -14,21 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from echoclr.atomic import atomic_write_text  # noqa: F401  (re-exported for commands)
+from echoclr.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    finally:  # a failed write leaves the previous checkpoint as it was, and no temporary file
-        tmp.unlink(missing_ok=True)
+    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a failed write
+    leaves the previous checkpoint as it was."""
+    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:

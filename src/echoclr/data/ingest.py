@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
-import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from echoclr.atomic import atomic_write_bytes
+from echoclr.atomic import atomic_write, atomic_write_bytes
 from echoclr.data.fan import estimate_fan, region_mask
 from echoclr.data.manifest import (
     ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
@@ -343,23 +342,12 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
         }
         npy_path = Path(npy)
         atomic_write_bytes(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
-        _atomic_save_npy(npy_path, frames)
+        atomic_write(npy_path, lambda f: np.save(f, np.ascontiguousarray(frames)))
         return "ok", record
     except VideoReadError as err:
         return "skip", err.reason
     except Exception as err:  # one bad file never stops the run
         return "skip", f"{type(err).__name__}: {err}"
-
-
-def _atomic_save_npy(path: Path, frames: np.ndarray) -> None:
-    """np.save to a temporary file then rename: an existing .npy is always complete."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(frames))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_cache_compatible(out: Path, cfg: IngestConfig) -> None:
