@@ -65,6 +65,11 @@ def _scalar_type(tp):
     return tp, None
 
 
+def _required(f: dataclasses.Field) -> bool:
+    """A config field with neither a default nor a default factory."""
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) -> None:
     hints = typing.get_type_hints(cls)
     helps = _field_help(cls)
@@ -77,7 +82,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) ->
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
                                 action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
-            given = "required" if f.default is dataclasses.MISSING else f"default: {f.default!r}"
+            given = "required" if _required(f) else f"default: {f.default!r}"
             parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=tp,
                                 nargs=nargs, default=None, help=f"{text} ({given})")
 
@@ -99,8 +104,7 @@ def config_from_args(cls, args: argparse.Namespace):
     if unknown:
         raise SystemExit(f"unknown settings: {sorted(unknown)}")
     missing = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(cls)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-               and f.name not in values]
+               if _required(f) and f.name not in values]
     if missing:
         raise SystemExit(f"missing required setting(s): {', '.join(missing)}")
     return cls(**values)

@@ -23,7 +23,7 @@ from echoclr import distributed
 from echoclr.data.datasets import StudyPairDataset, VideoCache
 from echoclr.data.sampling import ResumableSampler
 from echoclr.data.transforms import (
-    augment_clips, minmax_scale, permutations, permute_frames, to_model_input,
+    augment_clips, minmax_scale, permute_frames, to_model_input,
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.models import PretrainModel, build_encoder, load_weights, save_encoder

@@ -232,8 +232,6 @@ def _estimate_frames(stream, container, fps: float | None) -> int | None:
     return None
 
 
-# --- DICOM ----------------------------------------------------------------------------------
-
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *,
                 lossless: bool = False) -> None:
     """Write uint8 (T, H, W) gray or (T, H, W, 3) RGB frames atomically (tmp file, then rename).
