@@ -186,7 +186,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             # Reordering's learning sits on a long plateau that the contrastive loss prolongs (its
             # two views carry independent orderings, so it rewards order-invariant features): an
             # optional warm-up trains reordering alone first. x0 keeps every parameter in the graph.
-            warming = perm is not None and step < cfg.reorder_warmup_steps
+            warming = step < cfg.reorder_warmup_steps  # only EchoCLR may set it (checked)
             loss = contrastive * 0.0 if warming else contrastive
             metrics = {"nt_xent": contrastive.item(),
                        "retrieval_acc": retrieval_accuracy(logits.detach(), targets)}
