@@ -70,3 +70,20 @@ def test_missing_required_setting_is_named(tmp_path, capsys):
         build_parser().parse_args(["ingest", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "(required)" in help_text and "MISSING" not in help_text
+
+
+def test_top_level_help_imports_no_command_module():
+    # `echoclr --help` must not pay for torch; a command imports only its own module.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom echoclr.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('RESULT', sorted(m for m in ('torch', 'echoclr.pretrain', 'echoclr.finetune') "
+            "if m in sys.modules))\n"
+            "try:\n    main(['synth', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('RESULT', 'echoclr.data.synth' in sys.modules, 'echoclr.pretrain' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert [line for line in out if line.startswith("RESULT")] == ["RESULT []",
+                                                                   "RESULT True False"]

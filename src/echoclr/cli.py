@@ -110,13 +110,17 @@ def config_from_args(cls, args: argparse.Namespace):
     return cls(**values)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser; with ``command``, only that command's module is imported and its flags
+    built (the others stay bare entries), so `echoclr --help` and each command start fast."""
     parser = argparse.ArgumentParser(
         prog="echoclr", description="Label-efficient echocardiography with EchoCLR pretraining.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, cls_name, _, positional, summary) in COMMANDS.items():
         summary = summary.replace("%", "%%")  # argparse formats help with %
         p = sub.add_parser(name, help=summary, description=summary)
+        if command is not None and name != command:
+            continue
         cls = getattr(importlib.import_module(module), cls_name)
         add_config_arguments(p, cls, positional)
         p.add_argument("--config-file", dest="config_file", help="TOML file of defaults")
@@ -129,7 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    # The command is the first word (the top-level parser has no options besides --help).
+    command = next((a for a in argv if not a.startswith("-")), "")
+    args = build_parser(command).parse_args(argv)
     if args.command == "compare":
         from echoclr.evaluate import compare_runs
 
