@@ -23,7 +23,7 @@ from echoclr import distributed
 from echoclr.data.datasets import StudyPairDataset, VideoCache
 from echoclr.data.sampling import ResumableSampler
 from echoclr.data.transforms import (
-    augment_clips, minmax_scale, permute_frames, to_model_input,
+    augment_clips, gamma_jitter, minmax_scale, permute_frames, to_model_input,
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.models import PretrainModel, build_encoder, load_weights, save_encoder
@@ -55,6 +55,7 @@ class PretrainConfig:
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
     reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
     augment: bool = True  # the paper's crop/flip/rotation on pretraining clips
+    gamma_jitter: float = 0.0  # random display curve x**g, |log g| <= this (ours; paper: 0)
     study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
     proj_batch_norm: bool = False  # BatchNorm in the projection head (guards against collapse)
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
@@ -83,7 +84,7 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
     """
     g = _step_generator(cfg.seed, step)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
-    clips = minmax_scale(clips)
+    clips = gamma_jitter(minmax_scale(clips), cfg.gamma_jitter, generator=g)
     if cfg.augment:
         clips = augment_clips(clips, generator=g)
     perm = None

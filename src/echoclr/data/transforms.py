@@ -110,6 +110,26 @@ def augment_clips(
     return F.grid_sample(clips, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def gamma_jitter(clips: torch.Tensor, strength: float, *,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """A random display curve per clip: ``x ** g`` with ``log g ~ U(-strength, strength)``.
+
+    Mimics what differs between two scanners or presets (log-compression window, gain, display
+    gamma) while keeping black black, white white and the order of grey levels; ours, not the
+    paper's (it used no intensity augmentation).
+
+    Args:
+        clips: float (B, T, H, W) in [0, 1] (after :func:`minmax_scale`).
+    Returns:
+        float (B, T, H, W) in [0, 1].
+    """
+    if strength <= 0:
+        return clips
+    log_g = (torch.rand(clips.shape[0], generator=generator) * 2 - 1) * strength
+    g = log_g.exp().to(clips.device, clips.dtype).view(-1, *[1] * (clips.dim() - 1))
+    return clips.clamp_min(0).pow(g)
+
+
 @lru_cache(maxsize=8)
 def permutations(clip_len: int) -> torch.Tensor:
     """All orderings of ``clip_len`` frames in lexicographic order: long (clip_len!, clip_len).
