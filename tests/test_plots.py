@@ -66,3 +66,28 @@ def test_loss_curves_skip_rows_without_the_key(tmp_path):
     out = plots.plot_loss_curves(rows, tmp_path / "loss.png",
                                  ["loss", "reorder_acc", "retrieval_acc"])
     assert_png(out)
+
+
+def test_loss_curves_draw_chance_levels_and_marks():
+    rows = [{"step": s, "nt_xent": 4.8 - s / 100, "reorder_acc": 0.04 + s / 1e3}
+            for s in range(0, 300, 10)]
+    fig = plots.loss_curves_figure(rows, ["nt_xent", "reorder_acc", "retrieval_acc"],
+                                   chance={"nt_xent": 4.844, "reorder_acc": 1 / 24},
+                                   marks={"warm-up ends": 120})
+    nt, reorder, retrieval = fig.axes
+
+    def flat_lines(ax):  # (label, y) of horizontal lines, (label, x) of vertical ones
+        out = []
+        for line in ax.get_lines():
+            x, y = line.get_xdata(), line.get_ydata()
+            if len(set(y)) == 1 and len(set(x)) > 1:
+                out.append(("h", line.get_label(), y[0]))
+            elif len(set(x)) == 1:
+                out.append(("v", line.get_label(), x[0]))
+        return out
+
+    assert ("h", "chance", 4.844) in flat_lines(nt)
+    assert ("h", "chance", 1 / 24) in flat_lines(reorder)
+    assert not [f for f in flat_lines(retrieval) if f[0] == "h"]  # no chance given for it
+    for ax in fig.axes:
+        assert ("v", "warm-up ends", 120) in flat_lines(ax)

@@ -143,15 +143,20 @@ def plot_label_efficiency(results: pd.DataFrame, out_png, title: str | None = No
     return _save(fig, out_png)
 
 
-def plot_loss_curves(log_rows: Sequence[Mapping], out_png, keys: Sequence[str] = ("loss",)) -> Path:
+def loss_curves_figure(log_rows: Sequence[Mapping], keys: Sequence[str] = ("loss",), *,
+                       chance: Mapping[str, float] | None = None,
+                       marks: Mapping[str, float] | None = None) -> Figure:
     """One panel per logged quantity (e.g. ``loss``, ``reorder_acc``, ``retrieval_acc``) against
     ``step``; rows without ``step`` or without a finite value for a key are left out of its panel.
 
-    Returns:
-        The path written.
+    Args:
+        chance: per key, the value of a model that learned nothing (a dashed line), so a reader
+            sees at a glance whether reordering or retrieval left chance.
+        marks: label → step of a vertical dotted line in every panel (e.g. a warm-up's end).
     """
     if not keys:
         raise ValueError("plot_loss_curves: no keys to plot")
+    chance, marks = chance or {}, marks or {}
     fig = Figure(figsize=(4.2 * len(keys), 3.2), layout="constrained")
     axes = fig.subplots(1, len(keys), squeeze=False)[0]
     for ax, key in zip(axes, keys):
@@ -160,9 +165,22 @@ def plot_loss_curves(log_rows: Sequence[Mapping], out_png, keys: Sequence[str] =
                   and np.isfinite(row[key])]
         if points:
             steps, values = zip(*sorted(points))
-            ax.plot(steps, values, lw=1)
+            ax.plot(steps, values, lw=1, label=key)
         else:
             ax.text(0.5, 0.5, f"{key!r} not logged", ha="center", va="center",
                     transform=ax.transAxes)
+        if key in chance and np.isfinite(chance[key]):
+            ax.axhline(chance[key], color="grey", ls="--", lw=1, label="chance")
+        for label, step in marks.items():
+            ax.axvline(step, color="grey", ls=":", lw=1, label=label)
+        if key in chance or marks:
+            ax.legend(fontsize=7, loc="best")
         ax.set(title=key, xlabel="step")
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_loss_curves(log_rows: Sequence[Mapping], out_png, keys: Sequence[str] = ("loss",), *,
+                     chance: Mapping[str, float] | None = None,
+                     marks: Mapping[str, float] | None = None) -> Path:
+    """Save :func:`loss_curves_figure` as a PNG; returns the path written."""
+    return _save(loss_curves_figure(log_rows, keys, chance=chance, marks=marks), out_png)

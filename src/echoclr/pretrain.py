@@ -229,7 +229,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     encoder_path = out / "encoder.pt"
     if info.is_main:
         save_encoder(model.encoder, encoder_path, encoder_meta(cfg, cache, warning))
-        _plot_log(log, out)
+        _plot_log(log, out, cfg)
     distributed.barrier()
     return encoder_path
 
@@ -275,10 +275,19 @@ class CollapseMonitor:
         return None
 
 
-def _plot_log(log: JsonlLog, out: Path) -> None:
+def _plot_log(log: JsonlLog, out: Path, cfg: PretrainConfig) -> None:
     from echoclr.plots import plot_loss_curves  # matplotlib only when plotting
 
     rows = log.rows()
-    keys = [k for k in ("loss", "nt_xent", "reorder_acc", "retrieval_acc") if rows and k in rows[0]]
-    if rows:
-        plot_loss_curves(rows, out / "loss_curves.png", keys)
+    if not rows:
+        return
+    keys = [k for k in ("loss", "nt_xent", "reorder_acc", "retrieval_acc") if k in rows[0]]
+    # Chance levels: NT-Xent of uniform similarities is log(#candidates); retrieval picks one of
+    # them; reordering one of clip_len! orderings.
+    logged = [r["chance_nt_xent"] for r in rows if "chance_nt_xent" in r]
+    log_candidates = sum(logged) / len(logged) if logged else math.nan
+    chance = {"nt_xent": log_candidates, "retrieval_acc": math.exp(-log_candidates),
+              "reorder_acc": 1 / math.factorial(cfg.clip_len)}
+    marks = ({"reordering-only warm-up ends": cfg.reorder_warmup_steps}
+             if cfg.reorder_warmup_steps else {})
+    plot_loss_curves(rows, out / "loss_curves.png", keys, chance=chance, marks=marks)
