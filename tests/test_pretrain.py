@@ -85,13 +85,17 @@ def test_make_views_permutes_frames_with_and_without_augmentation(augment):
     assert same is (not augment)
 
 
-def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path):
+@pytest.mark.parametrize("weight", [0.0, 0.25])
+def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path, weight):
     run = tmp_path / "warm"
-    pretrain(cfg_for(tiny_cache, run, method="echoclr", max_steps=3, reorder_warmup_steps=2))
+    pretrain(cfg_for(tiny_cache, run, method="echoclr", max_steps=3, reorder_warmup_steps=2,
+                     warmup_contrastive_weight=weight))
     rows = JsonlLog(run / "log.jsonl").rows()
-    # During the warm-up the optimised loss is the reorder loss alone; afterwards both terms.
+    # During the warm-up the optimised loss is the reorder loss plus the down-weighted NT-Xent
+    # (by default: the reorder loss alone); afterwards both terms at full weight.
+    assert len(rows) == 3
     for row in rows:
-        expected = row["reorder_loss"] + (row["nt_xent"] if row["step"] > 2 else 0.0)
+        expected = row["reorder_loss"] + row["nt_xent"] * (1.0 if row["step"] > 2 else weight)
         assert row["loss"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="reorder_warmup_steps"):
         pretrain(cfg_for(tiny_cache, tmp_path / "bad", method="mi-simclr", reorder_warmup_steps=2))

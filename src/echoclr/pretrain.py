@@ -54,6 +54,8 @@ class PretrainConfig:
     temperature: float = 0.05  # NT-Xent temperature (paper)
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
     reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
+    warmup_contrastive_weight: float = 0.0  # NT-Xent weight during that warm-up (>0 keeps the
+    # projection head learning, so the contrastive loss does not restart from a collapsed head)
     augment: bool = True  # the paper's crop/flip/rotation on pretraining clips
     gamma_jitter: float = 0.0  # random display curve x**g, |log g| <= this (ours; paper: 0)
     study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
@@ -186,9 +188,10 @@ def pretrain(cfg: PretrainConfig) -> Path:
                 study=study if cfg.study_mask else None, return_logits=True)
             # Reordering's learning sits on a long plateau that the contrastive loss prolongs (its
             # two views carry independent orderings, so it rewards order-invariant features): an
-            # optional warm-up trains reordering alone first. x0 keeps every parameter in the graph.
+            # optional warm-up trains reordering (nearly) alone first. x0 keeps every parameter in
+            # the graph.
             warming = step < cfg.reorder_warmup_steps  # only EchoCLR may set it (checked)
-            loss = contrastive * 0.0 if warming else contrastive
+            loss = contrastive * (cfg.warmup_contrastive_weight if warming else 1.0)
             metrics = {"nt_xent": contrastive.item(),
                        "retrieval_acc": retrieval_accuracy(logits.detach(), targets)}
             if perm is not None:
