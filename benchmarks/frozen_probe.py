@@ -24,7 +24,8 @@ from sklearn.preprocessing import StandardScaler
 
 from echoclr.data.datasets import VideoCache
 from echoclr.data.manifest import label_fraction_studies
-from echoclr.metrics import auroc, delong_test
+from echoclr.metrics import auroc
+from echoclr.significance import delong_test
 from echoclr.models import build_encoder, load_encoder
 
 

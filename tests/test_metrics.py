@@ -14,7 +14,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from echoclr import metrics
+from echoclr import metrics, report, significance
 
 
 def tied_data(seed: int, n: int = 300):
@@ -125,7 +125,7 @@ def naive_bootstrap(y_true, y_score, metric_fn, n_resamples, seed, clusters=None
 ])
 def test_bootstrap_equals_naive_loop_at_2p5_and_97p5(metric_fn, reference):
     y_true, y_score = tied_data(4, n=120)
-    got = metrics.bootstrap_ci(y_true, y_score, metric_fn, n_resamples=200, seed=7)
+    got = significance.bootstrap_ci(y_true, y_score, metric_fn, n_resamples=200, seed=7)
     values, skipped = naive_bootstrap(y_true, y_score, reference, 200, seed=7)
     assert got["n_skipped"] == skipped == 0 and got["n_resamples"] == 200
     assert got["value"] == pytest.approx(reference(y_true, y_score), abs=1e-12)
@@ -136,9 +136,9 @@ def test_bootstrap_equals_naive_loop_at_2p5_and_97p5(metric_fn, reference):
 
 def test_bootstrap_is_deterministic_for_a_seed():
     y_true, y_score = tied_data(5)
-    first = metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=3)
-    assert metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=3) == first
-    other = metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=4)
+    first = significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=3)
+    assert significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=3) == first
+    other = significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=4)
     assert other["ci_low"] != first["ci_low"]
 
 
@@ -149,7 +149,7 @@ def test_cluster_bootstrap_equals_naive_cluster_loop():
     clusters = np.repeat(np.arange(40) * 7 + 100, n_videos)  # labels need not be 0..k-1
     y_true = np.repeat(study_label, n_videos)
     y_score = np.round(rng.normal(size=len(y_true)) + y_true, 1)
-    got = metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=1,
+    got = significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=200, seed=1,
                                clusters=clusters)
     values, skipped = naive_bootstrap(y_true, y_score, roc_auc_score, 200, 1, clusters=clusters)
     assert got["n_skipped"] == skipped
@@ -162,9 +162,9 @@ def test_cluster_bootstrap_of_duplicated_rows_equals_row_bootstrap_of_unique_row
     copies = 3
     dup_true, dup_score = np.repeat(y_true, copies), np.repeat(y_score, copies)
     study = np.repeat(np.arange(80), copies)
-    unique_rows = metrics.bootstrap_ci(y_true, y_score, metrics.auroc, seed=2)
-    clustered = metrics.bootstrap_ci(dup_true, dup_score, metrics.auroc, seed=2, clusters=study)
-    naive_rows = metrics.bootstrap_ci(dup_true, dup_score, metrics.auroc, seed=2)
+    unique_rows = significance.bootstrap_ci(y_true, y_score, metrics.auroc, seed=2)
+    clustered = significance.bootstrap_ci(dup_true, dup_score, metrics.auroc, seed=2, clusters=study)
+    naive_rows = significance.bootstrap_ci(dup_true, dup_score, metrics.auroc, seed=2)
     assert (clustered["ci_low"], clustered["ci_high"]) == pytest.approx(
         (unique_rows["ci_low"], unique_rows["ci_high"]), abs=1e-12)
     # Treating the copies as independent rows would pretend to 3x the data: a narrower interval.
@@ -175,7 +175,7 @@ def test_cluster_bootstrap_of_duplicated_rows_equals_row_bootstrap_of_unique_row
 def test_one_class_resamples_are_skipped_and_counted():
     y_true = np.array([1, 0, 0, 0, 0, 0])
     y_score = np.array([0.9, 0.1, 0.5, 0.3, 0.95, 0.2])
-    got = metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=300, seed=0)
+    got = significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=300, seed=0)
     values, skipped = naive_bootstrap(y_true, y_score, roc_auc_score, 300, seed=0)
     assert got["n_skipped"] == skipped > 50  # P(no positive drawn) = (5/6)^6 ~ 0.33
     assert (got["ci_low"], got["ci_high"]) == pytest.approx(
@@ -184,9 +184,9 @@ def test_one_class_resamples_are_skipped_and_counted():
 
 def test_bootstrap_of_1000_rows_is_fast():
     y_true, y_score = tied_data(9, n=1000)
-    metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=10)  # warm-up
+    significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=10)  # warm-up
     start = time.perf_counter()
-    metrics.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=1000)
+    significance.bootstrap_ci(y_true, y_score, metrics.auroc, n_resamples=1000)
     assert time.perf_counter() - start < 1.0
 
 
@@ -194,7 +194,7 @@ def test_paired_bootstrap_delta_equals_naive_loop():
     y_true, score_a = tied_data(10, n=150)
     score_b = np.round(score_a + np.random.default_rng(0).normal(size=150), 1)
     clusters = np.arange(150) // 2
-    got = metrics.paired_bootstrap_delta(y_true, score_a, score_b, n_resamples=150, seed=5,
+    got = significance.paired_bootstrap_delta(y_true, score_a, score_b, n_resamples=150, seed=5,
                                          clusters=clusters)
     stacked = np.column_stack([score_a, score_b])
     deltas, skipped = naive_bootstrap(
@@ -209,10 +209,10 @@ def test_paired_bootstrap_delta_equals_naive_loop():
 
 def test_evaluate_scores_reports_every_metric_from_one_set_of_resamples():
     y_true, y_score = tied_data(11, n=200)
-    report = metrics.evaluate_scores(y_true, y_score, threshold=0.4, n_resamples=200, seed=1)
-    for key in metrics.CI_METRICS:
+    report = significance.evaluate_scores(y_true, y_score, threshold=0.4, n_resamples=200, seed=1)
+    for key in significance.CI_METRICS:
         assert report[key]["ci_low"] <= report[key]["value"] <= report[key]["ci_high"], key
-    assert report["auroc"] == {k: v for k, v in metrics.bootstrap_ci(
+    assert report["auroc"] == {k: v for k, v in significance.bootstrap_ci(
         y_true, y_score, metrics.auroc, n_resamples=200, seed=1).items()
         if k in ("value", "ci_low", "ci_high")}
     assert report["sensitivity"]["value"] == report["at_threshold"]["sensitivity"]
@@ -253,7 +253,7 @@ def slow_delong(y_true, score_a, score_b):
 def test_delong_equals_slow_reference_with_ties(seed):
     y_true, score_a = tied_data(seed, n=90)
     score_b = np.round(0.5 * score_a + np.random.default_rng(seed).normal(size=90), 0)  # heavy ties
-    got = metrics.delong_test(y_true, score_a, score_b)
+    got = significance.delong_test(y_true, score_a, score_b)
     auc, z = slow_delong(y_true, score_a, score_b)
     assert (got["auc_a"], got["auc_b"]) == pytest.approx(tuple(auc), abs=1e-12)
     assert got["z"] == pytest.approx(z, rel=1e-9)
@@ -262,11 +262,11 @@ def test_delong_equals_slow_reference_with_ties(seed):
 
 def test_delong_identical_and_perfect_scores():
     y_true, y_score = tied_data(12, n=100)
-    same = metrics.delong_test(y_true, y_score, y_score)
+    same = significance.delong_test(y_true, y_score, y_score)
     assert same["delta"] == 0 and same["se"] == 0 and same["z"] == 0 and same["p_value"] == 1
     perfect = y_true + 0.1 * np.random.default_rng(0).random(100)
     noise = np.random.default_rng(1).random(100)
-    got = metrics.delong_test(y_true, perfect, noise)
+    got = significance.delong_test(y_true, perfect, noise)
     assert got["auc_a"] == 1 and got["delta"] == pytest.approx(1 - roc_auc_score(y_true, noise))
     assert got["p_value"] < 1e-6 and got["ci_low"] > 0
 
@@ -314,12 +314,12 @@ def test_delong_reproduces_proc_roc_test_on_asah(name_a, name_b, z, p_value, ci_
               "wfns": np.array(list(ASAH_WFNS), float)}
     assert (len(y_true), y_true.sum()) == (113, 41)
     assert all(len(s) == 113 for s in scores.values())
-    got = metrics.delong_test(y_true, scores[name_a], scores[name_b])
+    got = significance.delong_test(y_true, scores[name_a], scores[name_b])
     assert got["z"] == pytest.approx(z, rel=1e-10)
     assert got["p_value"] == pytest.approx(p_value, rel=1e-10)
     assert (got["ci_low"], got["ci_high"]) == pytest.approx((ci_low, ci_high), rel=1e-10)
     # A constant score has AUROC 0.5 and no variance, so the interval is that of s100b alone.
-    s100b = metrics.delong_test(y_true, scores["s100b"], np.zeros(113))
+    s100b = significance.delong_test(y_true, scores["s100b"], np.zeros(113))
     assert round(s100b["auc_a"], 4) == 0.7314
     assert (round(s100b["ci_low"] + 0.5, 4), round(s100b["ci_high"] + 0.5, 4)) == (0.6301, 0.8326)
 
@@ -328,9 +328,9 @@ def test_delong_reproduces_proc_roc_test_on_asah(name_a, name_b, z, p_value, ci_
 
 
 def test_formatting_helpers():
-    assert metrics.mean_sd([0.70, 0.72, 0.71]) == "0.71 ± 0.01"
-    assert metrics.mean_sd([0.71]) == "0.71"  # one seed: no SD to show
-    assert metrics.format_ci({"value": 0.7213, "ci_low": 0.6871, "ci_high": 0.7502}) == \
+    assert report.mean_sd([0.70, 0.72, 0.71]) == "0.71 ± 0.01"
+    assert report.mean_sd([0.71]) == "0.71"  # one seed: no SD to show
+    assert report.format_ci({"value": 0.7213, "ci_low": 0.6871, "ci_high": 0.7502}) == \
         "0.72 [0.69, 0.75]"
-    assert metrics.format_ci({"delta": 0.05, "ci_low": -0.01, "ci_high": 0.11}, digits=3) == \
+    assert report.format_ci({"delta": 0.05, "ci_low": -0.01, "ci_high": 0.11}, digits=3) == \
         "0.050 [-0.010, 0.110]"

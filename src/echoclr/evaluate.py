@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echoclr import metrics
+from echoclr import metrics, significance
 from echoclr.data.datasets import VideoCache
 from echoclr.inference import load_classifier, predict_videos
 from echoclr.runs import atomic_write_text, pick_device
@@ -75,9 +75,9 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         "split": cfg.split, "task": meta["task"], "init": meta["init"], "clips": cfg.clips,
         "threshold": threshold, "threshold_rule": rule,
         "ci": "95 % percentile bootstrap (2.5/97.5) over studies",
-        "study": metrics.evaluate_scores(studies["y_true"].to_numpy(),
+        "study": significance.evaluate_scores(studies["y_true"].to_numpy(),
                                          studies["y_score"].to_numpy(), **kw),
-        "video": metrics.evaluate_scores(videos["y_true"].to_numpy(), videos["y_score"].to_numpy(),
+        "video": significance.evaluate_scores(videos["y_true"].to_numpy(), videos["y_score"].to_numpy(),
                                          clusters=videos["study_id"].to_numpy(), **kw),
     }
     atomic_write_text(dest / "metrics.json", json.dumps(result, indent=2, default=float))
@@ -100,8 +100,8 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, n_resamples: int = 100
     if not np.array_equal(both["y_true_a"], both["y_true_b"]):
         raise ValueError(f"{run_a} and {run_b} disagree on study labels")
     y = both["y_true_a"].to_numpy()
-    delong = metrics.delong_test(y, both["y_score_a"].to_numpy(), both["y_score_b"].to_numpy())
-    boot = metrics.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
+    delong = significance.delong_test(y, both["y_score_a"].to_numpy(), both["y_score_b"].to_numpy())
+    boot = significance.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
                                           both["y_score_b"].to_numpy(), n_resamples=n_resamples,
                                           seed=seed)
     return {"run_a": str(run_a), "run_b": str(run_b), "n_studies": int(len(y)),

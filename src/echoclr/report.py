@@ -4,17 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from echoclr.runs import atomic_write_text
+
+
+def mean_sd(values, digits: int = 2) -> str:
+    """``"0.71 ± 0.03"``: mean and sample SD (ddof=1) of e.g. seeds; one value prints alone."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        raise ValueError("mean_sd needs at least one value")
+    if values.size == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{values.mean():.{digits}f} ± {values.std(ddof=1):.{digits}f}"
+
+
+def format_ci(d: dict, digits: int = 2) -> str:
+    """``"0.72 [0.69, 0.75]"`` from a dict of ``value`` (or ``delta``), ``ci_low``, ``ci_high``."""
+    value = d["value"] if "value" in d else d["delta"]
+    return f"{value:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
 
 def _cell_text(group: pd.DataFrame) -> str:
     """One seed: "AUROC [95 % CI]"; several: "mean ± sd (n seeds)"."""
     if len(group) == 1:
         r = group.iloc[0]
-        return f"{r['auroc']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]"
-    return f"{group['auroc'].mean():.3f} ± {group['auroc'].std(ddof=1):.3f} ({len(group)} seeds)"
+        return format_ci({"value": r["auroc"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}, 3)
+    return f"{mean_sd(group['auroc'], 3)} ({len(group)} seeds)"
 
 
 def auroc_table(results: pd.DataFrame, task: str, split: str, inits: list[str]) -> str:
