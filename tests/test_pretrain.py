@@ -85,6 +85,36 @@ def test_make_views_permutes_frames_with_and_without_augmentation(augment):
     assert same is (not augment)
 
 
+def test_make_views_separate_reorder_input_keeps_contrastive_views_in_order():
+    from echoclr.data.transforms import minmax_scale, permutations
+    from echoclr.pretrain import make_views
+
+    g = torch.Generator().manual_seed(0)
+    clip_a = torch.rand(3, 4, 16, 16, generator=g)
+    clip_b = torch.rand(3, 4, 16, 16, generator=g)
+    batch = {"clip_a": clip_a, "clip_b": clip_b, "study": torch.arange(3)}
+    cfg = PretrainConfig(method="echoclr", clip_len=4, augment=False, reorder_input="separate")
+    x, _, perm = make_views(batch, cfg, step=5, device=torch.device("cpu"))
+    assert x.shape == (9, 3, 4, 16, 16) and perm.shape == (3,)
+    scaled = minmax_scale(torch.cat([clip_a, clip_b]))
+    torch.testing.assert_close(x[:6, 0], scaled)  # both contrastive views: true frame order
+    order = permutations(4)[perm]
+    expected = torch.stack([scaled[i, order[i]] for i in range(3)])  # permuted first views
+    torch.testing.assert_close(x[6:, 0], expected)
+
+
+def test_separate_reorder_input_trains_and_logs_both_losses(tiny_cache, tmp_path):
+    run = tmp_path / "sep"
+    pretrain(cfg_for(tiny_cache, run, method="echoclr", reorder_input="separate"))
+    rows = JsonlLog(run / "log.jsonl").rows()
+    assert len(rows) == 3
+    for row in rows:
+        assert row["loss"] == pytest.approx(row["nt_xent"] + row["reorder_loss"], rel=1e-5)
+        assert 0.0 <= row["reorder_acc"] <= 1.0
+    with pytest.raises(ValueError, match="reorder_input"):
+        pretrain(cfg_for(tiny_cache, tmp_path / "bad", reorder_input="both"))
+
+
 @pytest.mark.parametrize("weight", [0.0, 0.25])
 def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path, weight):
     run = tmp_path / "warm"

@@ -53,6 +53,9 @@ class PretrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up
     temperature: float = 0.05  # NT-Xent temperature (paper)
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
+    reorder_input: str = "shared"  # shared: the contrastive views are the permuted clips (paper);
+    # separate: they keep their frame order and a permuted copy of each first view feeds the
+    # reordering head (1.5x the clips per step; ours)
     reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
     warmup_contrastive_weight: float = 0.0  # NT-Xent weight during that warm-up (>0 keeps the
     # projection head learning, so the contrastive loss does not restart from a collapsed head)
@@ -79,10 +82,13 @@ def _step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device):
-    """Augment, scale and (EchoCLR) permute a batch of pairs.
+    """Augment, scale and (EchoCLR) permute a batch of B pairs.
 
     Returns:
-        x: (2B, 3, T, H, W) model input, channels_last_3d; study: (B,); perm: (2B,) or None.
+        x: (2B, 3, T, H, W) model input, channels_last_3d — the two views, first views first; with
+        ``reorder_input="separate"`` (3B, ...): the two views in their true frame order, then a
+        permuted copy of each first view. study: (B,). perm: None without reordering, else the
+        ordering class of each permuted clip: (2B,) shared, (B,) separate.
     """
     g = _step_generator(cfg.seed, step)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
@@ -91,9 +97,15 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
         clips = augment_clips(clips, generator=g)
     perm = None
     if cfg.method == "echoclr":
-        perm = torch.randint(0, math.factorial(cfg.clip_len), (clips.shape[0],), generator=g)
+        separate = cfg.reorder_input == "separate"
+        b = batch["clip_a"].shape[0]
+        n_permuted = b if separate else clips.shape[0]
+        perm = torch.randint(0, math.factorial(cfg.clip_len), (n_permuted,), generator=g)
         perm = perm.to(device)
-        clips = permute_frames(clips, perm)
+        if separate:
+            clips = torch.cat([clips, permute_frames(clips[:b], perm)])
+        else:
+            clips = permute_frames(clips, perm)
     return to_model_input(clips), batch["study"].to(device), perm
 
 
@@ -112,6 +124,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
     """Run pretraining; returns the path of the exported ``encoder.pt``."""
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS}")
+    if cfg.reorder_input not in ("shared", "separate"):
+        raise ValueError(f"reorder_input must be 'shared' or 'separate', got {cfg.reorder_input!r}")
     if cfg.reorder_warmup_steps and cfg.method != "echoclr":
         raise ValueError(f"reorder_warmup_steps={cfg.reorder_warmup_steps} needs method "
                          f"'echoclr' (frame reordering), not {cfg.method!r}")
@@ -184,7 +198,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
                 _, z, order_logits = train_model(x)
             b = study.shape[0]
             contrastive, logits, targets = nt_xent(
-                z[:b], z[b:], temperature=cfg.temperature,
+                z[:b], z[b:2 * b], temperature=cfg.temperature,
                 study=study if cfg.study_mask else None, return_logits=True)
             # Reordering's learning sits on a long plateau that the contrastive loss prolongs (its
             # two views carry independent orderings, so it rewards order-invariant features): an
@@ -195,6 +209,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             metrics = {"nt_xent": contrastive.item(),
                        "retrieval_acc": retrieval_accuracy(logits.detach(), targets)}
             if perm is not None:
+                order_logits = order_logits[-len(perm):]  # separate: the permuted copies only
                 r_loss = reorder_loss(order_logits, perm)
                 loss = loss + cfg.reorder_weight * r_loss
                 metrics["reorder_loss"] = r_loss.item()
@@ -205,7 +220,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
             step += 1
             clips_seen += x.shape[0] * info.world_size
             metrics["loss"] = loss.item()
-            monitor.update(logits.detach(), z.detach())
+            monitor.update(logits.detach(), z[:2 * b].detach())
             if step % cfg.log_every == 0 or step == total_steps:
                 rate = clips_seen / (time.perf_counter() - tic)
                 row = {k: distributed.all_reduce_mean(v) for k, v in metrics.items()}
