@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torchvision.models import video as tv_video
 
+from echoclr.atomic import atomic_write, atomic_write_text
+
 TORCHVISION_ENCODERS = {
     "r3d_18": (tv_video.r3d_18, tv_video.R3D_18_Weights.KINETICS400_V1),
     "r2plus1d_18": (tv_video.r2plus1d_18, tv_video.R2Plus1D_18_Weights.KINETICS400_V1),
@@ -179,13 +181,8 @@ class Classifier(nn.Module):
 def save_encoder(encoder: nn.Module, path: str | Path, meta: dict) -> None:
     """Write encoder weights (tensors only) and a JSON sidecar, both atomically."""
     path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(encoder.state_dict(), tmp)
-    tmp.replace(path)
-    side = path.with_suffix(".json")
-    tmp = side.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2))
-    tmp.replace(side)
+    atomic_write(path, lambda f: torch.save(encoder.state_dict(), f))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
 
 
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:

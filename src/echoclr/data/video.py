@@ -25,6 +25,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from echoclr.atomic import atomic_write
+
 MAX_SIDE = 4096  # pixels: larger frames are not echo cine loops
 MAX_FRAMES = 10_000  # frames: about 5 min at 30 fps, far beyond any cine loop
 MAX_DECODED_BYTES = 2 * 1024**3  # bytes of uint8 frames one read may produce
@@ -256,9 +258,9 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *,
         raise ValueError(f"{path}: lossless output needs .avi (FFV1)")
     gray = frames.ndim == 3
     codec, pix_fmt, options = _encoder(suffix, gray, lossless, frames.shape[1:3])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with av.open(str(tmp), mode="w", format=suffix[1:]) as container:
+
+    def encode(f) -> None:
+        with av.open(f, mode="w", format=suffix[1:]) as container:
             stream = container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
             stream.width, stream.height = frames.shape[2], frames.shape[1]
             stream.pix_fmt = pix_fmt
@@ -268,9 +270,8 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float, *,
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=in_fmt)
                 container.mux(stream.encode(frame))
             container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(path, encode)
 
 
 def _encoder(suffix: str, gray: bool, lossless: bool, shape: tuple[int, int]):
