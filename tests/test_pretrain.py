@@ -101,6 +101,13 @@ def test_make_views_separate_reorder_input_keeps_contrastive_views_in_order():
     order = permutations(4)[perm]
     expected = torch.stack([scaled[i, order[i]] for i in range(3)])  # permuted first views
     torch.testing.assert_close(x[6:, 0], expected)
+    # During a reorder warm-up every view is permuted (no contrastive view to protect).
+    warm = PretrainConfig(method="echoclr", clip_len=4, augment=False, reorder_input="separate",
+                          reorder_warmup_steps=10)
+    x, _, perm = make_views(batch, warm, step=5, device=torch.device("cpu"))
+    assert x.shape == (6, 3, 4, 16, 16) and perm.shape == (6,)
+    x, _, perm = make_views(batch, warm, step=10, device=torch.device("cpu"))
+    assert x.shape == (9, 3, 4, 16, 16) and perm.shape == (3,)
 
 
 def test_separate_reorder_input_trains_and_logs_both_losses(tiny_cache, tmp_path):

@@ -54,8 +54,8 @@ class PretrainConfig:
     temperature: float = 0.05  # NT-Xent temperature (paper)
     reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
     reorder_input: str = "shared"  # shared: the contrastive views are the permuted clips (paper);
-    # separate: they keep their frame order and a permuted copy of each first view feeds the
-    # reordering head (1.5x the clips per step; ours)
+    # separate: after any reorder warm-up they keep their frame order and a permuted copy of
+    # each first view feeds the reordering head (1.5x the clips per step; ours)
     reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
     warmup_contrastive_weight: float = 0.0  # NT-Xent weight during that warm-up (>0 keeps the
     # projection head learning, so the contrastive loss does not restart from a collapsed head)
@@ -86,9 +86,9 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
 
     Returns:
         x: (2B, 3, T, H, W) model input, channels_last_3d — the two views, first views first; with
-        ``reorder_input="separate"`` (3B, ...): the two views in their true frame order, then a
-        permuted copy of each first view. study: (B,). perm: None without reordering, else the
-        ordering class of each permuted clip: (2B,) shared, (B,) separate.
+        ``reorder_input="separate"`` after the reorder warm-up (3B, ...): the two views in their
+        true frame order, then a permuted copy of each first view. study: (B,). perm: None
+        without reordering, else the ordering class of each permuted clip: (2B,) or (B,).
     """
     g = _step_generator(cfg.seed, step)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
@@ -97,7 +97,8 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
         clips = augment_clips(clips, generator=g)
     perm = None
     if cfg.method == "echoclr":
-        separate = cfg.reorder_input == "separate"
+        # During a reorder warm-up there is no contrastive view to keep in order: permute all.
+        separate = cfg.reorder_input == "separate" and step >= cfg.reorder_warmup_steps
         b = batch["clip_a"].shape[0]
         n_permuted = b if separate else clips.shape[0]
         perm = torch.randint(0, math.factorial(cfg.clip_len), (n_permuted,), generator=g)
