@@ -60,23 +60,36 @@ def r2_table(features: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
             for c in TRUTH if c in target}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("cache", help="folder written by `echoclr ingest` from a synthetic cohort")
-    p.add_argument("truth", help="the cohort's truth.csv")
+RANDOM = "random init"
+
+
+def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
+    """The encoder and clip flags shared with ``frozen_probe.py``."""
     p.add_argument("--encoder", action="append", default=[], help="encoder.pt (repeatable)")
-    p.add_argument("--split", default="test")
     p.add_argument("--clip-len", type=int, default=4)
     p.add_argument("--period", type=int, default=2)
     p.add_argument("--clips", type=int, default=4)
     p.add_argument("--width", type=int, default=16, help="width of the random r3d_tiny")
+
+
+def frozen_encoders(args: argparse.Namespace) -> dict:
+    """{RANDOM: a seeded random-init r3d_tiny, path: loaded encoder for each ``--encoder``}."""
+    torch.manual_seed(0)
+    encoders = {RANDOM: build_encoder("r3d_tiny", width=args.width)}
+    return encoders | {path: load_encoder(path)[0] for path in args.encoder}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cache", help="folder written by `echoclr ingest` from a synthetic cohort")
+    p.add_argument("truth", help="the cohort's truth.csv")
+    p.add_argument("--split", default="test")
+    add_encoder_arguments(p)
     args = p.parse_args()
     cache = VideoCache(args.cache)
     rows = cache.rows(args.split, "PLAX").reset_index(drop=True)
     truth = pd.read_csv(args.truth).set_index("study_id")
-    torch.manual_seed(0)
-    encoders = {"random init": build_encoder("r3d_tiny", width=args.width)}
-    encoders |= {path: load_encoder(path)[0] for path in args.encoder}
+    encoders = frozen_encoders(args)
     print(f"{rows.study_id.nunique()} {args.split} studies; 5-fold CV ridge R² per parameter")
     for name, encoder in encoders.items():
         feats = study_features(encoder, cache, rows, clip_len=args.clip_len, period=args.period,

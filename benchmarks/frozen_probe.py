@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
-from encoder_truth import study_features
+from encoder_truth import RANDOM, add_encoder_arguments, frozen_encoders, study_features
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -26,7 +25,6 @@ from echoclr.data.datasets import VideoCache
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.metrics import auroc
 from echoclr.significance import delong_test
-from echoclr.models import build_encoder, load_encoder
 
 
 def probe_scores(train_x, train_y, test_x, *, c: float) -> np.ndarray:
@@ -40,29 +38,23 @@ def probe_scores(train_x, train_y, test_x, *, c: float) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("cache", help="folder written by `echoclr ingest`")
-    p.add_argument("--encoder", action="append", default=[], help="encoder.pt (repeatable)")
     p.add_argument("--tasks", nargs="+", default=["lvh", "severe_as"])
     p.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.1, 0.25, 1.0])
     p.add_argument("--draws", type=int, default=3, help="label draws (fraction seeds) per cell")
     p.add_argument("--c", type=float, default=0.1, help="inverse L2 strength (fixed: no tuning "
                    "on the test split, and too few labels at 5 %% to tune on)")
-    p.add_argument("--clip-len", type=int, default=4)
-    p.add_argument("--period", type=int, default=2)
-    p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--width", type=int, default=16, help="width of the random r3d_tiny")
+    add_encoder_arguments(p)
     args = p.parse_args()
 
     cache = VideoCache(args.cache)
     rows = {s: cache.rows(s, "PLAX").reset_index(drop=True) for s in ("train", "test")}
     studies = cache.manifest.drop_duplicates("study_id").set_index("study_id")
-    torch.manual_seed(0)
-    encoders = {"random": build_encoder("r3d_tiny", width=args.width)}
-    encoders |= {path: load_encoder(path)[0] for path in args.encoder}
+    encoders = frozen_encoders(args)
     feats = {name: {s: study_features(enc, cache, r, clip_len=args.clip_len, period=args.period,
                                       clips=args.clips) for s, r in rows.items()}
              for name, enc in encoders.items()}
     for task in args.tasks:
-        test_ids = feats["random"]["test"].index
+        test_ids = feats[RANDOM]["test"].index
         y_test = studies.loc[test_ids, task].to_numpy(int)
         print(f"\n{task}: {len(test_ids)} test studies ({y_test.sum()} positive); "
               f"study-level test AUROC, mean ± sd over {args.draws} label draws")
@@ -84,9 +76,9 @@ def main() -> None:
                 aucs = [auroc(y_test, s) for s in ss]
                 text = f"{name.split('/')[-2] if '/' in name else name} " \
                        f"{np.mean(aucs):.3f}±{np.std(aucs):.3f}"
-                if name != "random":
+                if name != RANDOM:
                     ps = [delong_test(y_test, s, r)["p_value"]
-                          for s, r in zip(ss, scores["random"])]
+                          for s, r in zip(ss, scores[RANDOM])]
                     text += " (p " + "/".join(f"{v:.3g}" for v in ps) + ")"
                 line.append(text)
             print(" | ".join(line))

@@ -76,9 +76,10 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
         "threshold": threshold, "threshold_rule": rule,
         "ci": "95 % percentile bootstrap (2.5/97.5) over studies",
         "study": significance.evaluate_scores(studies["y_true"].to_numpy(),
-                                         studies["y_score"].to_numpy(), **kw),
-        "video": significance.evaluate_scores(videos["y_true"].to_numpy(), videos["y_score"].to_numpy(),
-                                         clusters=videos["study_id"].to_numpy(), **kw),
+                                              studies["y_score"].to_numpy(), **kw),
+        "video": significance.evaluate_scores(videos["y_true"].to_numpy(),
+                                              videos["y_score"].to_numpy(),
+                                              clusters=videos["study_id"].to_numpy(), **kw),
     }
     atomic_write_text(dest / "metrics.json", json.dumps(result, indent=2, default=float))
     curves = {f"{meta['init']} (study)": (studies["y_true"].to_numpy(), studies["y_score"].to_numpy())}
@@ -100,9 +101,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, *, n_resamples: int = 100
     if not np.array_equal(both["y_true_a"], both["y_true_b"]):
         raise ValueError(f"{run_a} and {run_b} disagree on study labels")
     y = both["y_true_a"].to_numpy()
-    delong = significance.delong_test(y, both["y_score_a"].to_numpy(), both["y_score_b"].to_numpy())
+    delong = significance.delong_test(y, both["y_score_a"].to_numpy(),
+                                      both["y_score_b"].to_numpy())
     boot = significance.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
-                                          both["y_score_b"].to_numpy(), n_resamples=n_resamples,
-                                          seed=seed)
+                                               both["y_score_b"].to_numpy(),
+                                               n_resamples=n_resamples, seed=seed)
     return {"run_a": str(run_a), "run_b": str(run_b), "n_studies": int(len(y)),
             "delong": delong, "bootstrap_delta": boot}
