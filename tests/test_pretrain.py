@@ -136,3 +136,20 @@ def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path, weig
         assert row["loss"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="reorder_warmup_steps"):
         pretrain(cfg_for(tiny_cache, tmp_path / "bad", method="mi-simclr", reorder_warmup_steps=2))
+
+
+def test_collapse_verdict_ignores_a_reordering_only_warm_up():
+    from echoclr.pretrain import CollapseMonitor
+
+    monitor = CollapseMonitor()
+    monitor.spread = 1.0
+    chance = 4.844
+    # NT-Xent far above chance while untrained (reorder warm-up), then falling.
+    rows = [{"step": s, "nt_xent": 11.0 if s <= 300 else 4.0, "chance_nt_xent": chance}
+            for s in range(25, 501, 25)]
+    warm_only = [r for r in rows if r["step"] <= 300]
+    assert "collapsed" in monitor.verdict(warm_only)
+    assert monitor.verdict(warm_only, after_step=300) is None  # nothing trained yet
+    assert monitor.verdict(rows, after_step=300) is None
+    stuck = [r | {"nt_xent": chance} if r["step"] > 300 else r for r in rows]
+    assert "collapsed" in monitor.verdict(stuck, after_step=300)

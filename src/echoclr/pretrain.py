@@ -242,7 +242,9 @@ def pretrain(cfg: PretrainConfig) -> Path:
             continue
         break
     bar.close()
-    warning = monitor.verdict(log.rows())
+    # A reorder warm-up without contrastive weight leaves NT-Xent untrained: not a collapse.
+    untrained = cfg.reorder_warmup_steps if not cfg.warmup_contrastive_weight else 0
+    warning = monitor.verdict(log.rows(), after_step=untrained)
     if warning and info.is_main:
         warnings.warn(warning, stacklevel=2)
     encoder_path = out / "encoder.pt"
@@ -279,7 +281,9 @@ class CollapseMonitor:
         zn = torch.nn.functional.normalize(z.float(), dim=1)
         self.spread = zn.std(0).sum().item()
 
-    def verdict(self, rows: list[dict]) -> str | None:
+    def verdict(self, rows: list[dict], after_step: int = 0) -> str | None:
+        """A warning for the log rows past ``after_step`` (earlier ones did not train NT-Xent)."""
+        rows = [r for r in rows if r["step"] > after_step]
         if len(rows) < 4:
             return None
         last = rows[-max(1, len(rows) // 5):]
