@@ -153,3 +153,18 @@ def test_collapse_verdict_ignores_a_reordering_only_warm_up():
     assert monitor.verdict(rows, after_step=300) is None
     stuck = [r | {"nt_xent": chance} if r["step"] > 300 else r for r in rows]
     assert "collapsed" in monitor.verdict(stuck, after_step=300)
+
+
+def test_mlp_reorder_head_trains_and_leaves_the_exported_encoder_unchanged(tiny_cache, tmp_path):
+    linear = pretrain(cfg_for(tiny_cache, tmp_path / "linear", max_steps=2))
+    mlp = pretrain(cfg_for(tiny_cache, tmp_path / "mlp", max_steps=2, reorder_head="mlp"))
+    state = torch.load(tmp_path / "mlp" / "checkpoint.pt", weights_only=True)["model"]
+    hidden = state["reorder.0.weight"]
+    assert hidden.shape == (32, 32)  # F x F with F = 8 * width
+    assert state["reorder.3.weight"].shape == (24, 32)  # 4! orderings
+    # The head is a pretraining device only: encoder.pt holds the same keys either way.
+    assert torch.load(mlp, weights_only=True).keys() == torch.load(linear, weights_only=True).keys()
+    rows = JsonlLog(tmp_path / "mlp" / "log.jsonl").rows()
+    assert all(0.0 <= r["reorder_acc"] <= 1.0 for r in rows)
+    with pytest.raises(ValueError, match="reorder head"):
+        pretrain(cfg_for(tiny_cache, tmp_path / "bad", reorder_head="conv"))

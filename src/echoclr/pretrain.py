@@ -26,7 +26,8 @@ from echoclr.data.transforms import (
     augment_clips, gamma_jitter, minmax_scale, permute_frames, to_model_input,
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
-from echoclr.models import PretrainModel, build_encoder, load_weights, save_encoder
+from echoclr.models import (REORDER_HEADS, PretrainModel, build_encoder, load_weights,
+                            save_encoder)
 from echoclr.runs import (
     JsonlLog, atomic_torch_save, autocast, pick_device, resolve_precision, write_config,
 )
@@ -56,6 +57,7 @@ class PretrainConfig:
     reorder_input: str = "shared"  # shared: the contrastive views are the permuted clips (paper);
     # separate: after any reorder warm-up they keep their frame order and a permuted copy of
     # each first view feeds the reordering head (1.5x the clips per step; ours)
+    reorder_head: str = "linear"  # linear (paper) | mlp: a hidden layer of its own (ours)
     reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
     warmup_contrastive_weight: float = 0.0  # NT-Xent weight during that warm-up (>0 keeps the
     # projection head learning, so the contrastive loss does not restart from a collapsed head)
@@ -127,6 +129,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
         raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS}")
     if cfg.reorder_input not in ("shared", "separate"):
         raise ValueError(f"reorder_input must be 'shared' or 'separate', got {cfg.reorder_input!r}")
+    if cfg.reorder_head not in REORDER_HEADS:
+        raise ValueError(f"unknown reorder head {cfg.reorder_head!r}; choose from {REORDER_HEADS}")
     if cfg.reorder_warmup_steps and cfg.method != "echoclr":
         raise ValueError(f"reorder_warmup_steps={cfg.reorder_warmup_steps} needs method "
                          f"'echoclr' (frame reordering), not {cfg.method!r}")
@@ -157,7 +161,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
     n_orderings = math.factorial(cfg.clip_len) if cfg.method == "echoclr" else 0
     model = PretrainModel(build_encoder(cfg.encoder, width=cfg.width), n_orderings=n_orderings,
-                          proj_batch_norm=cfg.proj_batch_norm)
+                          proj_batch_norm=cfg.proj_batch_norm, reorder_head_kind=cfg.reorder_head)
     model = model.to(device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     step, epoch, skip = 0, 0, 0
