@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from echoclr.models import load_encoder
-from echoclr.pretrain import PretrainConfig, pretrain
+from echoclr.pretrain import CollapseMonitor, PretrainConfig, pretrain
 from echoclr.runs import JsonlLog
 
 
@@ -139,8 +139,6 @@ def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path, weig
 
 
 def test_collapse_verdict_ignores_a_reordering_only_warm_up():
-    from echoclr.pretrain import CollapseMonitor
-
     monitor = CollapseMonitor()
     monitor.spread = 1.0
     chance = 4.844
