@@ -130,6 +130,28 @@ def paired_bootstrap_delta(y_true, score_a, score_b, *, n_resamples: int = 1000,
             "n_resamples": n_resamples, "n_skipped": n_skipped}
 
 
+def delong_components(y_true, scores) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's structural components of each score row's AUROC (Sun & Xu 2014, midranks).
+
+    Args:
+        y_true: (n,) labels in {0, 1} (validated by the caller).
+        scores: (k, n) one row of scores per model.
+
+    Returns:
+        v10 (k, m): per positive, the share of negatives scored below it (ties count half);
+        v01 (k, n - m): per negative, the share of positives scored above it. Each row's AUROC
+        is ``v10[i].mean()`` (= ``v01[i].mean()``).
+    """
+    positive = np.asarray(y_true) == 1
+    scores = np.atleast_2d(np.asarray(scores, dtype=float))
+    m, n = int(positive.sum()), int((~positive).sum())
+    pos, neg = scores[:, positive], scores[:, ~positive]
+    combined = rankdata(np.hstack([pos, neg]), axis=1)  # midranks, ties averaged
+    v10 = (combined[:, :m] - rankdata(pos, axis=1)) / n
+    v01 = 1.0 - (combined[:, m:] - rankdata(neg, axis=1)) / m
+    return v10, v01
+
+
 def delong_test(y_true, score_a, score_b, *, alpha: float = 0.05) -> dict:
     """DeLong's paired test of AUROC(a) = AUROC(b) on the same cases, O(n log n) (Sun & Xu 2014).
 
@@ -142,17 +164,10 @@ def delong_test(y_true, score_a, score_b, *, alpha: float = 0.05) -> dict:
     """
     y, a = check_scores(y_true, score_a, name="score_a")
     _, b = check_scores(y_true, score_b, name="score_b")
-    positive = y == 1
-    m, n = int(positive.sum()), int((~positive).sum())
+    m, n = int(y.sum()), int((1 - y).sum())
     if m < 2 or n < 2:
         raise ValueError(f"delong_test needs >= 2 positives and negatives, got {m} and {n}")
-    scores = np.vstack([a, b])  # (2, m + n)
-    pos, neg = scores[:, positive], scores[:, ~positive]
-    combined = rankdata(np.hstack([pos, neg]), axis=1)  # midranks, ties averaged
-    # Structural components: V10 per positive (share of negatives below it, ties half),
-    # V01 per negative (share of positives above it).
-    v10 = (combined[:, :m] - rankdata(pos, axis=1)) / n
-    v01 = 1.0 - (combined[:, m:] - rankdata(neg, axis=1)) / m
+    v10, v01 = delong_components(y, np.vstack([a, b]))
     auc_a, auc_b = v10.mean(axis=1)
     delta = auc_a - auc_b
     var = np.var(v10[0] - v10[1], ddof=1) / m + np.var(v01[0] - v01[1], ddof=1) / n
