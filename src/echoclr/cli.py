@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(command: str, result) -> int:
     """Print a command's result; exit status 1 when an ingest skipped files."""
     if command == "ingest":
-        print(result.summary() if hasattr(result, "summary") else result)
+        print(result.summary())
         return 1 if result.n_skipped else 0
     if command == "predict":
         import pandas as pd

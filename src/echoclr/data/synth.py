@@ -21,7 +21,6 @@ from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
 from tqdm import tqdm
 
 from echoclr.data.synth_anatomy import MACHINES, Study, sample_study
-from echoclr.data.synth_heart import systole_s
 from echoclr.data.synth_render import fan_geometry, render_video
 from echoclr.data.video import write_video
 
@@ -194,52 +193,3 @@ def synthesize(cfg: SynthConfig) -> Path:
     manifest.to_csv(out / "manifest.csv", index=False)
     return out / "manifest.csv"
 
-
-def montage_studies(seed: int, per_group: int) -> dict[str, list[Study]]:
-    """The first `per_group` LVH-only, normal and severe-AS studies of cohort `seed`."""
-    groups: dict[str, list[Study]] = {"LVH": [], "normal": [], "severe AS": []}
-    index = 0
-    while min(len(g) for g in groups.values()) < per_group:
-        study = sample_study(seed, index)
-        an = study.anatomy
-        key = "severe AS" if an.severe_as else ("LVH" if an.lvh else "normal")
-        if len(groups[key]) < per_group and study.clips[0].echo_view == "PLAX":
-            groups[key].append(study)
-        index += 1
-    return groups
-
-
-def save_montage(out_png: str | Path, *, seed: int = 0, size: int = 112,
-                 per_group: int = 4) -> Path:
-    """Save a PNG of end-diastolic and end-systolic frames: LVH, normal and severe-AS studies.
-
-    Each column is one study's first PLAX video; captions give the true wall thickness (mm)
-    and aortic-valve opening (fraction of the root). The "ES" frame is taken 60 ms before
-    end-systole, while the aortic valve is still open.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = montage_studies(seed, per_group)
-    rows = 2 * len(groups)
-    fig, axes = plt.subplots(rows, per_group, figsize=(2.0 * per_group, 2.1 * rows))
-    for g, (name, studies) in enumerate(groups.items()):
-        for j, study in enumerate(studies):
-            hr = study.clips[0].hr_bpm
-            ed_es = render_video(study, 0, size, times=np.array([0.0, systole_s(hr) - 0.06]))
-            an = study.anatomy
-            for p, phase in enumerate(("ED", "ES")):
-                ax = axes[2 * g + p, j]
-                ax.imshow(ed_es[p], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-                ax.set_xticks([]), ax.set_yticks([])
-                ax.set_title(f"{name} {phase}  wall {an.wall_mm:.1f} mm  AV {an.av_opening:.2f}",
-                             fontsize=6)
-    fig.suptitle(f"echoclr synthetic PLAX cohort (seed {seed}, {size} px)", fontsize=9)
-    fig.tight_layout()
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    plt.close(fig)
-    return out_png
