@@ -18,7 +18,7 @@ from pathlib import Path
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.synth import SynthConfig, synthesize
 from echoclr.experiment import ExperimentConfig, run_experiment
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_write_text
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from echoclr.atomic import atomic_write, atomic_write_text
 from echoclr.data.datasets import ClipDataset, VideoCache
 from echoclr.inference import clips_to_input, load_classifier
 from echoclr.models import load_encoder
-from echoclr.runs import atomic_write_text, autocast, pick_device
+from echoclr.runs import autocast, pick_device
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,11 @@ def embed(cfg: EmbedConfig) -> Path:
 
 
 def _write_npz(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    np.savez(tmp, h=h, study_id=videos["study_id"].to_numpy(str),
-             path=videos["path"].to_numpy(str), split=videos["split"].to_numpy(str),
-             label=videos["label"].to_numpy(float), studies=study_h.index.to_numpy(str),
-             study_h=study_h.to_numpy(np.float32), study_label=study_label.to_numpy(float))
-    tmp.replace(out)
+    arrays = dict(h=h, study_id=videos["study_id"].to_numpy(str), path=videos["path"].to_numpy(str),
+                  split=videos["split"].to_numpy(str), label=videos["label"].to_numpy(float),
+                  studies=study_h.index.to_numpy(str), study_h=study_h.to_numpy(np.float32),
+                  study_label=study_label.to_numpy(float))
+    atomic_write(out, lambda f: np.savez(f, **arrays))
 
 
 def _write_parquet(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
@@ -151,9 +151,7 @@ def _write_parquet(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> 
         label=study_label.to_numpy(float))
     table = pd.concat([video_table, study_table], ignore_index=True)
     table = table[["level", "study_id", "path", "split", "label", *names]]
-    tmp = out.with_name(f".{out.stem}.tmp.parquet")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(out)
+    atomic_write(out, lambda f: table.to_parquet(f, index=False))
 
 
 def plot_projection(h: np.ndarray, labels: np.ndarray, study_h: np.ndarray,

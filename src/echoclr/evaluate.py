@@ -14,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from echoclr import metrics, significance
+from echoclr.atomic import atomic_write_text
 from echoclr.data.datasets import VideoCache
 from echoclr.inference import load_classifier, predict_videos
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.runs import pick_device
 
 
 @dataclass(frozen=True)

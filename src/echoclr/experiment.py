@@ -20,7 +20,7 @@ import pandas as pd
 from echoclr.evaluate import EvaluateConfig, compare_runs, evaluate_run
 from echoclr.finetune import FinetuneConfig, finetune
 from echoclr.pretrain import METHODS, PretrainConfig, pretrain
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_write_text
 
 INITS = ("random", "kinetics", *METHODS)
 

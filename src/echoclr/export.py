@@ -16,9 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from echoclr.atomic import atomic_path, atomic_write_text
 from echoclr.inference import load_classifier
 from echoclr.predict import model_preprocessing
-from echoclr.runs import atomic_write_text
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -108,8 +108,7 @@ def export(cfg: ExportConfig) -> Path:
     shape = (3, meta["clip_len"], prep["size"], prep["size"])  # one clip
     g = torch.Generator().manual_seed(cfg.seed)
     example, check = torch.rand(2, *shape, generator=g), torch.rand(3, *shape, generator=g)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with atomic_path(out) as tmp:  # renamed to ``out`` only when the parity check passes
         (export_torchscript if cfg.format == "torchscript" else export_onnx)(wrapper, example, tmp)
         got = run_exported(tmp, cfg.format, check)
         with torch.no_grad():
@@ -119,9 +118,6 @@ def export(cfg: ExportConfig) -> Path:
             raise RuntimeError(
                 f"{out}: exported {cfg.format} model differs from PyTorch by up to {diff:.3g} in "
                 f"probability, over the tolerance {cfg.tolerance:g}; not written")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     _write_sidecar(out, cfg, meta, prep, shape, diff)
     print(f"{out}: max |probability difference| vs PyTorch {diff:.2e} "
           f"(tolerance {cfg.tolerance:g}, {len(check)} random clips)")

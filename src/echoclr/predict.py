@@ -16,12 +16,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from echoclr.atomic import atomic_write_text
 from echoclr.data.ingest import PREPROCESSING_VERSION, decode_and_preprocess
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
 from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import VideoReadError, is_dicom
 from echoclr.inference import load_classifier, predict_clips
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.runs import pick_device
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
 COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from echoclr.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
+from echoclr.atomic import atomic_write, atomic_write_text
 
 
 def atomic_torch_save(obj, path: str | Path) -> None:

@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from echoclr.atomic import atomic_write, atomic_write_text
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
 from echoclr.inference import clips_to_input, load_classifier, predict_clips
 from echoclr.predict import model_preprocessing, read_and_preprocess
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.runs import pick_device
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
 MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at least this
@@ -148,13 +149,9 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> Path:
 
     path = Path(path)
     images = [Image.fromarray(f) for f in frames]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(20, round(1000 / fps)), loop=0)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: images[0].save(
+        f, format="GIF", save_all=True, append_images=images[1:],
+        duration=max(20, round(1000 / fps)), loop=0))
     return path
 
 
