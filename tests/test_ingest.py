@@ -15,7 +15,8 @@ from echoclr.data.ingest import (
     IngestConfig, ingest, preprocess, resize_area, video_key,
 )
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
-from echoclr.data.video import Video, read_video
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video
 
 SALT = "pepper-7f3a-secret"
 

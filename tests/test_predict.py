@@ -16,7 +16,8 @@ from _video_fixtures import PHI, echo_frames
 from echoclr.cli import main
 from echoclr.data.datasets import VideoCache
 from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.video import hash_identifier, write_video
+from echoclr.data.dicom import hash_identifier
+from echoclr.data.video import write_video
 from echoclr.inference import load_classifier, predict_videos
 from echoclr.predict import PredictConfig, predict
 

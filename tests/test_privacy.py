@@ -21,7 +21,9 @@ from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
 from echoclr.data.ingest import IngestConfig, ingest, preprocess, video_key
 from echoclr.data.manifest import ManifestError
-from echoclr.data.video import Video, hash_identifier, read_video
+from echoclr.data.dicom import hash_identifier
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video
 from echoclr.finetune import FinetuneConfig, build_classifier
 from echoclr.inference import load_classifier
 from echoclr.models import Classifier, build_encoder, load_encoder

@@ -20,7 +20,8 @@ from echoclr.atomic import atomic_write_text
 from echoclr.data.ingest import PREPROCESSING_VERSION, decode_and_preprocess
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
 from echoclr.data.transforms import evenly_spaced_clips
-from echoclr.data.video import VideoReadError, is_dicom
+from echoclr.data.video import is_dicom
+from echoclr.data.video_types import VideoReadError
 from echoclr.inference import load_classifier, predict_clips
 from echoclr.runs import pick_device
 

@@ -25,7 +25,8 @@ from echoclr.data.fan import estimate_fan, region_mask
 from echoclr.data.manifest import (
     ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
 )
-from echoclr.data.video import Video, VideoReadError, read_video, to_grayscale
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video, VideoReadError, to_grayscale
 
 DEFAULT_FPS = 30.0  # Hz, when neither the file nor the manifest gives a rate (as the paper)
 PREPROCESSING_VERSION = 1  # bump when preprocess() changes what it writes
