@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.synth.cohort import SynthConfig, synthesize
 
 
 def summary(values, unit: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.synth.cohort import SynthConfig, synthesize
 
 
 def main() -> None:

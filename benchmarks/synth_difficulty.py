@@ -22,8 +22,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.synth_anatomy import sample_anatomy, sample_study
-from echoclr.data.synth_render import render_video
+from echoclr.synth.anatomy import sample_anatomy, sample_study
+from echoclr.synth.render import render_video
 
 LABELS = ("lvh", "severe_as")
 C_GRID = (0.003, 0.03, 0.3, 3.0)  # inverse L2 strengths tried; the best on test is reported

@@ -82,7 +82,7 @@ def test_top_level_help_imports_no_command_module():
             "print('RESULT', sorted(m for m in ('torch', 'echoclr.pretrain', 'echoclr.finetune') "
             "if m in sys.modules))\n"
             "try:\n    main(['synth', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('RESULT', 'echoclr.data.synth' in sys.modules, 'echoclr.pretrain' in sys.modules)\n")
+            "print('RESULT', 'echoclr.synth.cohort' in sys.modules, 'echoclr.pretrain' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert [line for line in out if line.startswith("RESULT")] == ["RESULT []",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 # command → (module, config class, function, positional fields, summary)
 COMMANDS = {
-    "synth": ("echoclr.data.synth", "SynthConfig", "synthesize", ("out",),
+    "synth": ("echoclr.synth.cohort", "SynthConfig", "synthesize", ("out",),
               "write the synthetic echo cohort (AVI + DICOM + manifest.csv)"),
     "ingest": ("echoclr.data.ingest", "IngestConfig", "ingest", ("manifest",),
                "decode, mask, resize and cache an archive listed in a manifest"),

@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.synth.cohort import SynthConfig, synthesize
 from echoclr.experiment import ExperimentConfig, run_experiment
 from echoclr.atomic import atomic_write_text
 
