@@ -27,7 +27,8 @@ from sklearn.preprocessing import StandardScaler
 from echoclr.data.datasets import VideoCache
 from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.inference import clips_to_input
-from echoclr.models import build_encoder, load_encoder
+from echoclr.models import build_encoder
+from echoclr.weights import load_encoder
 
 TRUTH = ("wall_mm", "lv_edd_mm", "la_mm", "ef", "av_opening", "av_calcification", "hr_bpm",
          "echogenicity", "chest_mm", "preset_depth_mm", "preset_gain_db",

@@ -27,7 +27,8 @@ from echoclr.data import ingest as ingest_module
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.video import write_video
 from echoclr.finetune import FinetuneConfig, finetune
-from echoclr.runs import JsonlLog, atomic_torch_save
+from echoclr.runs import JsonlLog
+from echoclr.weights import atomic_torch_save
 
 N_VIDEOS = 20
 

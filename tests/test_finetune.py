@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from echoclr.finetune import EarlyStopping, FinetuneConfig, build_classifier, finetune, smoothed_bce
-from echoclr.models import build_encoder, save_encoder
+from echoclr.models import build_encoder
 from echoclr.runs import JsonlLog
+from echoclr.weights import save_encoder
 
 
 def test_smoothed_bce_applies_smoothing_and_class_weight():

@@ -18,8 +18,9 @@ from echoclr.data.datasets import VideoCache
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import write_video
-from echoclr.inference import load_classifier, predict_videos
+from echoclr.inference import predict_videos
 from echoclr.predict import PredictConfig, predict
+from echoclr.weights import load_classifier
 
 
 def _real_dicom_with_phi(path):

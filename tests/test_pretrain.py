@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from echoclr.models import load_encoder
 from echoclr.pretrain import CollapseMonitor, PretrainConfig, pretrain
 from echoclr.runs import JsonlLog
+from echoclr.weights import load_encoder
 
 
 def cfg_for(cache, out, **kw):

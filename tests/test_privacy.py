@@ -25,8 +25,8 @@ from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import read_video
 from echoclr.data.video_types import Video
 from echoclr.finetune import FinetuneConfig, build_classifier
-from echoclr.inference import load_classifier
-from echoclr.models import Classifier, build_encoder, load_encoder
+from echoclr.models import Classifier, build_encoder
+from echoclr.weights import load_classifier, load_encoder
 
 MORE_PHI = {
     "AccessionNumber": "ACC-55501234",

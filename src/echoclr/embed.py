@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 
 from echoclr.atomic import atomic_write, atomic_write_text
 from echoclr.data.datasets import ClipDataset, VideoCache
-from echoclr.inference import clips_to_input, load_classifier
-from echoclr.models import load_encoder
+from echoclr.inference import clips_to_input
 from echoclr.runs import autocast, pick_device
+from echoclr.weights import load_any_encoder
 
 
 @dataclass(frozen=True)
@@ -35,21 +35,6 @@ class EmbedConfig:
     batch_size: int = 8  # videos per forward pass
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
-
-
-def load_any_encoder(path: str | Path) -> tuple[nn.Module, dict]:
-    """The encoder of a fine-tuned model (``model.pt``, or its run folder) or a pretraining
-    ``encoder.pt`` (or its run folder), with its sidecar; eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").is_file() else path / "encoder.pt"
-    side = path.with_suffix(".json")
-    meta = json.loads(side.read_text()) if side.is_file() else {}
-    if "task" in meta:  # written by finetune
-        model, meta = load_classifier(path)
-        return model.encoder.eval(), meta
-    encoder, meta = load_encoder(path)
-    return encoder.eval(), meta
 
 
 @torch.no_grad()

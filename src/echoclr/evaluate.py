@@ -16,8 +16,9 @@ import pandas as pd
 from echoclr import metrics, significance
 from echoclr.atomic import atomic_write_text
 from echoclr.data.datasets import VideoCache
-from echoclr.inference import load_classifier, predict_videos
+from echoclr.inference import predict_videos
 from echoclr.runs import pick_device
+from echoclr.weights import load_classifier
 
 
 @dataclass(frozen=True)

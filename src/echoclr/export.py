@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from echoclr.atomic import atomic_path, atomic_write_text
-from echoclr.inference import load_classifier
 from echoclr.predict import model_preprocessing
+from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17

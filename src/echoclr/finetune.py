@@ -8,7 +8,6 @@ improvement with the best weights restored, strict loading of pretrained encoder
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -25,11 +24,11 @@ from echoclr.data.datasets import ClipDataset, VideoCache
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.inference import predict_videos
-from echoclr.models import Classifier, build_encoder, load_encoder
+from echoclr.models import Classifier, build_encoder
 from echoclr.runs import (
-    JsonlLog, atomic_torch_save, atomic_write_text, autocast, pick_device, seed_everything,
-    write_config,
+    JsonlLog, autocast, pick_device, seed_everything, write_config,
 )
+from echoclr.weights import kinetics_encoder, load_encoder, save_classifier
 
 
 @dataclass(frozen=True)
@@ -96,16 +95,17 @@ class EarlyStopping:
 
 
 def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
-    """The classifier with its encoder initialised as ``cfg.init`` says (strict loading)."""
+    """The classifier with its encoder initialised as ``cfg.init`` says (strict loading), and
+    the ``encoder`` and ``width`` that rebuild it."""
     if cfg.init == "random":
-        encoder, meta = build_encoder(cfg.encoder, width=cfg.width), {"encoder": cfg.encoder}
+        encoder = build_encoder(cfg.encoder, width=cfg.width)
     elif cfg.init == "kinetics":
-        encoder = build_encoder(cfg.encoder, weights=cfg.weights or "kinetics")
-        meta = {"encoder": cfg.encoder}
+        encoder = kinetics_encoder(cfg.encoder, cfg.weights)
     else:
-        encoder, meta = load_encoder(cfg.init)
-    meta = {"encoder": meta["encoder"], "width": meta.get("width", cfg.width)}
-    return Classifier(encoder, dropout=cfg.dropout), meta
+        encoder, pretrained = load_encoder(cfg.init)
+        return Classifier(encoder, dropout=cfg.dropout), {
+            "encoder": pretrained["encoder"], "width": pretrained["width"]}
+    return Classifier(encoder, dropout=cfg.dropout), {"encoder": cfg.encoder, "width": cfg.width}
 
 
 def select_rows(cfg: FinetuneConfig, cache: VideoCache):
@@ -243,13 +243,12 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 def _save_model(model, cfg, meta, cache, out, stopper) -> None:
     """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
-    atomic_torch_save(model.state_dict(), out / "model.pt")
     info = meta | {"task": cfg.task, "init": cfg.init, "clip_len": cfg.clip_len,
                    "period": cfg.period, "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
                    "preprocessing": cache.config, "cache": str(Path(cfg.cache).resolve()),
                    "best_epoch": stopper.best_epoch, "best_val_loss": stopper.best,
                    "finetune_config": dataclasses.asdict(cfg)}
-    atomic_write_text(out / "model.json", json.dumps(info, indent=2, default=str))
+    save_classifier(model, out, info)
 
 
 def _finetune_grid(cfg: FinetuneConfig) -> Path:

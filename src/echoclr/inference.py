@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import torch
@@ -15,7 +12,6 @@ from torch.utils.data import DataLoader
 
 from echoclr.data.datasets import ClipDataset, VideoCache
 from echoclr.data.transforms import minmax_scale, to_model_input
-from echoclr.models import Classifier, build_encoder, load_strict, load_weights
 from echoclr.runs import autocast
 
 
@@ -52,19 +48,3 @@ def predict_videos(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame
     out["y_true"] = pd.to_numeric(ds.rows[label], errors="coerce") if label else np.nan
     out["y_score"] = scores
     return out
-
-
-def load_classifier(model_path: str | Path) -> tuple[Classifier, dict]:
-    """A fine-tuned classifier from ``model.pt`` + ``model.json`` (a run folder or the file)."""
-    path = Path(model_path)
-    if path.is_dir():
-        path = path / "model.pt"
-    meta_path = path.with_suffix(".json")
-    if not path.is_file() or not meta_path.is_file():
-        raise FileNotFoundError(f"{path}: no fine-tuned model (need model.pt and model.json)")
-    meta = json.loads(meta_path.read_text())
-    model = Classifier(build_encoder(meta["encoder"], width=meta.get("width", 16)),
-                       dropout=meta.get("dropout", 0.25))
-    load_strict(model, load_weights(path), source=path)
-    model.eval()
-    return model.to(memory_format=torch.channels_last_3d), meta

@@ -22,8 +22,9 @@ from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest,
 from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import is_dicom
 from echoclr.data.video_types import VideoReadError
-from echoclr.inference import load_classifier, predict_clips
+from echoclr.inference import predict_clips
 from echoclr.runs import pick_device
+from echoclr.weights import load_classifier
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
 COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")

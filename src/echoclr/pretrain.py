@@ -26,11 +26,11 @@ from echoclr.data.transforms import (
     augment_clips, gamma_jitter, minmax_scale, permute_frames, to_model_input,
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
-from echoclr.models import (REORDER_HEADS, PretrainModel, build_encoder, load_weights,
-                            save_encoder)
+from echoclr.models import REORDER_HEADS, PretrainModel, build_encoder
 from echoclr.runs import (
-    JsonlLog, atomic_torch_save, autocast, pick_device, resolve_precision, write_config,
+    JsonlLog, autocast, pick_device, resolve_precision, write_config,
 )
+from echoclr.weights import atomic_torch_save, load_weights, save_encoder
 
 METHODS = ("echoclr", "mi-simclr", "simclr")
 

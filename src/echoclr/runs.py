@@ -1,4 +1,4 @@
-"""Run folders: resolved config, JSON-lines log, atomic checkpoints, seeding and precision."""
+"""Run folders: resolved config, JSON-lines log, seeding, precision and the device."""
 
 from __future__ import annotations
 
@@ -13,13 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from echoclr.atomic import atomic_write, atomic_write_text
-
-
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a failed write
-    leaves the previous checkpoint as it was."""
-    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
+from echoclr.atomic import atomic_write_text
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:

@@ -19,9 +19,10 @@ from torch import nn
 from echoclr.atomic import atomic_write, atomic_write_text
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
-from echoclr.inference import clips_to_input, load_classifier, predict_clips
+from echoclr.inference import clips_to_input, predict_clips
 from echoclr.predict import model_preprocessing, read_and_preprocess
 from echoclr.runs import pick_device
+from echoclr.weights import load_classifier
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
 MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at least this
