@@ -25,8 +25,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from echoclr.data.datasets import VideoCache
-from echoclr.data.transforms import evenly_spaced_clips
-from echoclr.inference import clips_to_input
+from echoclr.inference import clip_average_videos
+from echoclr.metrics import aggregate_by_study
 from echoclr.models import build_encoder
 from echoclr.weights import load_encoder
 
@@ -35,21 +35,15 @@ TRUTH = ("wall_mm", "lv_edd_mm", "la_mm", "ef", "av_opening", "av_calcification"
          "preset_dynamic_range_db")
 
 
-@torch.no_grad()
 def study_features(encoder, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int, period: int,
                    clips: int, batch: int = 32) -> pd.DataFrame:
     """Mean feature per study: (n_studies, feature_dim), indexed by study_id."""
-    encoder.eval()
-    feats = []
-    for i in range(0, len(rows), batch):
-        videos = []
-        for path in rows.path[i:i + batch]:
-            videos.append(evenly_spaced_clips(cache.open(path), clip_len, period, clips))
-        x = torch.from_numpy(np.stack(videos))  # (B, clips, clip_len, H, W)
-        h = encoder(clips_to_input(x.flatten(0, 1))).view(len(videos), clips, -1).mean(1)
-        feats.append(h.numpy())
-    per_video = pd.DataFrame(np.concatenate(feats), index=rows.study_id.to_numpy())
-    return per_video.groupby(level=0).mean()
+    h = clip_average_videos(encoder, cache, rows, clip_len=clip_len, period=period, clips=clips,
+                            batch_size=batch, precision="fp32")
+    dims = list(range(h.shape[1]))
+    table = pd.concat([rows[["study_id"]].reset_index(drop=True), pd.DataFrame(h, columns=dims)],
+                      axis=1)
+    return aggregate_by_study(table, score=dims, label=None).set_index("study_id")[dims]
 
 
 def r2_table(features: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """``echoclr embed``: encoder features ``h`` per video and per study, and a 2-D PCA plot.
 
 A video's ``h`` is the mean over ``clips`` evenly spaced clips (the test-time protocol); a
-study's is the mean of its videos'. Works with a fine-tuned model or a pretraining encoder.pt.
+study's is the mean of its videos' (:func:`echoclr.metrics.aggregate_by_study`). Works with a fine-tuned model or a pretraining encoder.pt.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
 from echoclr.atomic import atomic_write, atomic_write_text
-from echoclr.data.datasets import ClipDataset, VideoCache
-from echoclr.inference import clips_to_input
-from echoclr.runs import autocast, pick_device
+from echoclr.data.datasets import VideoCache
+from echoclr.inference import clip_average_videos
+from echoclr.metrics import aggregate_by_study
+from echoclr.runs import pick_device
 from echoclr.weights import load_any_encoder
 
 
@@ -35,23 +33,6 @@ class EmbedConfig:
     batch_size: int = 8  # videos per forward pass
     precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
     device: str = "auto"  # auto | cpu | cuda
-
-
-@torch.no_grad()
-def video_features(encoder: nn.Module, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int,
-                   period: int, clips: int, batch_size: int = 8,
-                   device: torch.device | None = None, precision: str = "auto") -> np.ndarray:
-    """float32 (N, F): each video's ``h``, averaged over ``clips`` evenly spaced clips."""
-    device = device or torch.device("cpu")
-    ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, eval_clips=clips)
-    h = np.empty((len(ds), encoder.feature_dim), np.float32)
-    for batch in DataLoader(ds, batch_size=batch_size):
-        b, k = batch["clip"].shape[:2]
-        x = clips_to_input(batch["clip"].flatten(0, 1).to(device))  # (B*k, 3, T, H, W)
-        with autocast(device, precision):
-            feats = encoder(x).float()
-        h[batch["index"].numpy()] = feats.view(b, k, -1).mean(1).cpu().numpy()
-    return h
 
 
 def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:
@@ -89,15 +70,17 @@ def embed(cfg: EmbedConfig) -> Path:
     if rows.empty:
         raise ValueError(f"{cfg.cache}: no videos in split {cfg.split!r}")
     label = _label_column(cfg, meta, rows)
-    h = video_features(encoder, cache, rows, clip_len=meta["clip_len"],
-                       period=meta.get("period", 1), clips=cfg.clips,
-                       batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+    h = clip_average_videos(encoder, cache, rows, clip_len=meta["clip_len"],
+                            period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
+                            device=device, precision=cfg.precision)  # (N, F)
     videos = pd.DataFrame({
         "study_id": rows["study_id"].astype(str), "path": rows["path"].astype(str),
         "split": rows["split"].fillna("").astype(str) if "split" in rows else "",
         "label": pd.to_numeric(rows[label], errors="coerce") if label else np.nan})
-    study_h = pd.DataFrame(h).groupby(videos["study_id"].to_numpy(), sort=True).mean()
-    study_label = videos.groupby("study_id", sort=True)["label"].first()
+    dims = list(range(h.shape[1]))
+    studies = aggregate_by_study(pd.concat([videos, pd.DataFrame(h, columns=dims)], axis=1),
+                                 score=dims, label="label").set_index("study_id")
+    study_h, study_label = studies[dims], studies["label"].astype(float)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":
@@ -106,12 +89,12 @@ def embed(cfg: EmbedConfig) -> Path:
         _write_npz(out, videos, h, study_h, study_label)
     explained = plot_projection(h, videos["label"].to_numpy(), study_h.to_numpy(),
                                 study_label.to_numpy(), out.with_suffix(".png"),
-                                title=f"{meta.get('encoder', 'encoder')} features"
+                                title=f"{meta['encoder']} features"
                                       f"{f' — {cfg.split}' if cfg.split else ''}",
                                 label=label)
     info = {"model": str(cfg.model), "cache": str(cfg.cache), "split": cfg.split,
-            "encoder": meta.get("encoder"), "feature_dim": int(h.shape[1]),
-            "clip_len": meta["clip_len"], "period": meta.get("period", 1), "clips": cfg.clips,
+            "encoder": meta["encoder"], "feature_dim": int(h.shape[1]),
+            "clip_len": meta["clip_len"], "period": meta["period"], "clips": cfg.clips,
             "label": label, "n_videos": len(videos), "n_studies": len(study_h),
             "projection": "PCA (scikit-learn), fitted on videos",
             "explained_variance_ratio": explained}

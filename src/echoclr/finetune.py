@@ -24,6 +24,7 @@ from echoclr.data.datasets import ClipDataset, VideoCache
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.inference import predict_videos
+from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier, build_encoder
 from echoclr.runs import (
     JsonlLog, autocast, pick_device, seed_everything, write_config,
@@ -131,10 +132,12 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
     pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
                           period=cfg.period, clips=cfg.val_clips, device=device,
                           precision=cfg.precision)
+    if pred["y_score"].isna().any():  # diverged: neither a loss nor an AUROC to speak of
+        return float("nan"), float("nan")
     p = torch.tensor(pred["y_score"].to_numpy()).clamp(1e-6, 1 - 1e-6)
     loss = smoothed_bce(torch.logit(p), torch.tensor(pred["y_true"].to_numpy()),
                         pos_weight=pos_weight, smoothing=cfg.label_smoothing).item()
-    study = pred.groupby("study_id")[["y_true", "y_score"]].mean()
+    study = aggregate_by_study(pred)
     auroc = roc_auc_score(study["y_true"], study["y_score"]) if study["y_true"].nunique() > 1 \
         else float("nan")
     return loss, auroc

@@ -23,6 +23,7 @@ from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import is_dicom
 from echoclr.data.video_types import VideoReadError
 from echoclr.inference import predict_clips
+from echoclr.metrics import aggregate_by_study
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -169,17 +170,20 @@ def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: Predict
 
 def study_rows(videos: pd.DataFrame) -> pd.DataFrame:
     """One row per study: mean probability of its scored videos; status says how many failed."""
+    scored = aggregate_by_study(videos[videos["status"] == "ok"], score="probability",
+                                label=None).set_index("study_id")
     rows = []
-    for study, group in videos.groupby("study_id", sort=True):
-        ok = group[group["status"] == "ok"]
-        n_failed = len(group) - len(ok)
-        if ok.empty:
+    for study, n_total in videos.groupby("study_id", sort=True).size().items():
+        n_ok = int(scored["n_videos"].get(study, 0))
+        if not n_ok:
             status = "no readable video"
+        elif n_ok < n_total:
+            status = f"ok ({n_total - n_ok} of {n_total} videos failed)"
         else:
-            status = "ok" if not n_failed else f"ok ({n_failed} of {len(group)} videos failed)"
+            status = "ok"
         rows.append({"level": "study", "study_id": study, "path": "",
-                     "probability": ok["probability"].mean() if len(ok) else np.nan,
-                     "status": status, "n_videos": len(ok)})
+                     "probability": scored["probability"].get(study, np.nan),
+                     "status": status, "n_videos": n_ok})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
