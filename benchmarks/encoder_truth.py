@@ -24,7 +24,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import build_encoder

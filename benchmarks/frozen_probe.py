@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.metrics import auroc
 from echoclr.significance import delong_test

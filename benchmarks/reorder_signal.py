@@ -20,7 +20,8 @@ import itertools
 import numpy as np
 import torch
 
-from echoclr.data.datasets import StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.transforms import augment_clips, minmax_scale
 
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from echoclr.cli import build_parser, main
-from echoclr.data.datasets import ClipDataset, StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset, StudyPairDataset
 
 
 def test_synth_then_ingest_feeds_the_datasets(tmp_path):

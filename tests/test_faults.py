@@ -23,7 +23,7 @@ import torch
 
 from _video_fixtures import echo_frames
 from echoclr import cli
-from echoclr.data import ingest as ingest_module
+from echoclr.data import cache as ingest_module
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.video import write_video
 from echoclr.finetune import FinetuneConfig, finetune

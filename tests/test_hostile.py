@@ -18,7 +18,8 @@ import torch
 
 from _video_fixtures import echo_frames, write_dicom
 from echoclr import cli
-from echoclr.data.datasets import ClipDataset, StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset, StudyPairDataset
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.manifest import ManifestError, label_fraction_studies
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input

@@ -14,7 +14,7 @@ from pydicom.data import get_testdata_file
 from _model_fixtures import write_tiny_model
 from _video_fixtures import PHI, echo_frames
 from echoclr.cli import main
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
 from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import write_video

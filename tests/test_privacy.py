@@ -19,8 +19,10 @@ from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
-from echoclr.data.ingest import IngestConfig, ingest, preprocess, video_key
+from echoclr.data.cache import video_key
+from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.manifest import ManifestError
+from echoclr.data.preprocess import preprocess
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import read_video
 from echoclr.data.video_types import Video

@@ -7,7 +7,6 @@ study's is the mean of its videos' (:func:`echoclr.metrics.aggregate_by_study`).
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write, atomic_write_text
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.preprocess import check_compatible, preprocessing_of
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
 from echoclr.runs import pick_device
@@ -45,14 +45,6 @@ def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str |
     return task if task in manifest.columns else None
 
 
-def _check_preprocessing(meta: dict, cache: VideoCache, source: str) -> None:
-    trained = (meta.get("preprocessing") or {}).get("size")
-    if trained is not None and trained != cache.config.get("size"):
-        warnings.warn(f"embed: {source} was trained on {trained} px frames but {cache.root} "
-                      f"holds {cache.config.get('size')} px frames; features may be off",
-                      stacklevel=3)
-
-
 def embed(cfg: EmbedConfig) -> Path:
     """Write per-video and per-study features and a PCA plot; returns the features file.
 
@@ -65,7 +57,9 @@ def embed(cfg: EmbedConfig) -> Path:
     device = pick_device(cfg.device)
     encoder = encoder.to(device)
     cache = VideoCache(cfg.cache)
-    _check_preprocessing(meta, cache, cfg.model)
+    check_compatible(preprocessing_of(meta, cfg.model), cache.preprocessing,
+                     expected_from=cfg.model, found_from=cache.config_path,
+                     fix="embed a cache ingested with the model's settings")
     rows = cache.rows(cfg.split)
     if rows.empty:
         raise ValueError(f"{cfg.cache}: no videos in split {cfg.split!r}")

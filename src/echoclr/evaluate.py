@@ -15,7 +15,7 @@ import pandas as pd
 
 from echoclr import metrics, significance
 from echoclr.atomic import atomic_write_text
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
 from echoclr.inference import predict_videos
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from echoclr.atomic import atomic_path, atomic_write_text
-from echoclr.predict import model_preprocessing
+from echoclr.data.preprocess import Preprocessing, preprocessing_of
 from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -101,11 +101,11 @@ def export(cfg: ExportConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ValueError(f"unknown export format {cfg.format!r}; choose from {FORMATS}")
     model, meta = load_classifier(cfg.model)
-    prep = model_preprocessing(meta, cfg.model)
+    prep = preprocessing_of(meta, cfg.model)
     wrapper = ProbabilityModel(model.float().to("cpu")).eval()
     out = Path("model.onnx" if cfg.format == "onnx" and cfg.out == "model.ts" else cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shape = (3, meta["clip_len"], prep["size"], prep["size"])  # one clip
+    shape = (3, meta["clip_len"], prep.size, prep.size)  # one clip
     g = torch.Generator().manual_seed(cfg.seed)
     example, check = torch.rand(2, *shape, generator=g), torch.rand(3, *shape, generator=g)
     with atomic_path(out) as tmp:  # renamed to ``out`` only when the parity check passes
@@ -124,22 +124,21 @@ def export(cfg: ExportConfig) -> Path:
     return out
 
 
-def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: dict, shape: tuple,
+def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: Preprocessing, shape: tuple,
                    diff: float) -> None:
     info = {
-        "format": cfg.format, "file": out.name, "task": meta.get("task"),
-        "encoder": meta.get("encoder"), "source_model": str(cfg.model),
+        "format": cfg.format, "file": out.name, "task": meta["task"],
+        "encoder": meta["encoder"], "source_model": str(cfg.model),
         "input": {"name": "clips", "shape": ["batch", *shape], "dtype": "float32",
                   "layout": "(B, C, T, H, W)",
                   "values": "grayscale frames repeated to 3 channels, each clip min-max scaled "
                             "over all its pixels to [0, 1]"},
         "output": {"name": "probability", "shape": ["batch"],
                    "values": "sigmoid of the logit, per clip"},
-        "clip_len": meta["clip_len"], "period": meta.get("period", 1),
-        "eval_clips": meta.get("eval_clips", 4),
+        "clip_len": meta["clip_len"], "period": meta["period"], "eval_clips": meta["eval_clips"],
         "aggregation": "mean over eval_clips evenly spaced clips per video, then mean over a "
                        "study's videos (echoclr.predict)",
-        "preprocessing": meta.get("preprocessing"), "preprocessing_values": prep,
+        "preprocessing": prep.to_dict(),
         "opset": ONNX_OPSET if cfg.format == "onnx" else None, "torch": torch.__version__,
         "parity": {"max_abs_diff": diff, "tolerance": cfg.tolerance, "batch": 3,
                    "reference": "PyTorch fp32 on CPU",

@@ -20,8 +20,10 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from echoclr.data.datasets import ClipDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset
 from echoclr.data.manifest import label_fraction_studies
+from echoclr.data.preprocess import check_compatible, preprocessing_of
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.inference import predict_videos
 from echoclr.metrics import aggregate_by_study
@@ -30,6 +32,9 @@ from echoclr.runs import (
     JsonlLog, autocast, pick_device, seed_everything, write_config,
 )
 from echoclr.weights import kinetics_encoder, load_encoder, save_classifier
+
+
+INITS_WITHOUT_FILE = ("random", "kinetics")
 
 
 @dataclass(frozen=True)
@@ -97,16 +102,27 @@ class EarlyStopping:
 
 def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
     """The classifier with its encoder initialised as ``cfg.init`` says (strict loading), and
-    the ``encoder`` and ``width`` that rebuild it."""
+    the encoder's description: ``encoder`` and ``width`` (a pretrained encoder's whole sidecar)."""
     if cfg.init == "random":
         encoder = build_encoder(cfg.encoder, width=cfg.width)
     elif cfg.init == "kinetics":
         encoder = kinetics_encoder(cfg.encoder, cfg.weights)
     else:
         encoder, pretrained = load_encoder(cfg.init)
-        return Classifier(encoder, dropout=cfg.dropout), {
-            "encoder": pretrained["encoder"], "width": pretrained["width"]}
+        return Classifier(encoder, dropout=cfg.dropout), pretrained
     return Classifier(encoder, dropout=cfg.dropout), {"encoder": cfg.encoder, "width": cfg.width}
+
+
+def check_init(cfg: FinetuneConfig, encoder_meta: dict, cache: VideoCache) -> None:
+    """A pretrained encoder is fine-tuned only on frames prepared as its pretraining frames were.
+
+    Raises:
+        ValueError: naming both files and the differing settings (e.g. both frame sizes).
+    """
+    if cfg.init not in INITS_WITHOUT_FILE:
+        check_compatible(preprocessing_of(encoder_meta, cfg.init), cache.preprocessing,
+                         expected_from=cfg.init, found_from=cache.config_path,
+                         fix="fine-tune on a cache ingested as its pretraining cache was")
 
 
 def select_rows(cfg: FinetuneConfig, cache: VideoCache):
@@ -193,6 +209,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
     n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
     pos_weight = n_neg / max(n_pos, 1)
     model, meta = build_classifier(cfg)
+    check_init(cfg, meta, cache)
     model = model.to(device, memory_format=torch.channels_last_3d)
     write_config(cfg, out, {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
                             "n_train_videos": len(train), "n_val_studies":
@@ -246,9 +263,9 @@ def finetune(cfg: FinetuneConfig) -> Path:
 
 def _save_model(model, cfg, meta, cache, out, stopper) -> None:
     """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
-    info = meta | {"task": cfg.task, "init": cfg.init, "clip_len": cfg.clip_len,
+    info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task, "init": cfg.init, "clip_len": cfg.clip_len,
                    "period": cfg.period, "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
-                   "preprocessing": cache.config, "cache": str(Path(cfg.cache).resolve()),
+                   "preprocessing": cache.preprocessing.to_dict(), "cache": str(Path(cfg.cache).resolve()),
                    "best_epoch": stopper.best_epoch, "best_val_loss": stopper.best,
                    "finetune_config": dataclasses.asdict(cfg)}
     save_classifier(model, out, info)

@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from echoclr.data.datasets import ClipDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset
 from echoclr.data.transforms import minmax_scale, to_model_input
 from echoclr.runs import autocast
 

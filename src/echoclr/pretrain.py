@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from echoclr import distributed
-from echoclr.data.datasets import StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.sampling import ResumableSampler
 from echoclr.data.transforms import (
     augment_clips, gamma_jitter, minmax_scale, permute_frames, to_model_input,
@@ -263,7 +264,7 @@ def encoder_meta(cfg: PretrainConfig, cache: VideoCache, warning: str | None) ->
     """The sidecar of ``encoder.pt``: what a fine-tuning run needs to rebuild and feed it."""
     return {"encoder": cfg.encoder, "width": cfg.width, "method": cfg.method,
             "clip_len": cfg.clip_len, "period": cfg.period,
-            "input_size": cache.config.get("size"), "preprocessing": cache.config,
+            "preprocessing": cache.preprocessing.to_dict(),
             "input": "grayscale repeated to 3 channels, per-clip min-max scaled to [0, 1]",
             "pretrain_config": dataclasses.asdict(cfg), "collapse_warning": warning}
 

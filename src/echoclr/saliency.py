@@ -17,10 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.data.cache import decode_and_preprocess
+from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
 from echoclr.inference import clips_to_input, predict_clips
-from echoclr.predict import model_preprocessing, read_and_preprocess
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -190,13 +191,13 @@ def saliency(cfg: SaliencyConfig) -> Path:
     model, meta = load_classifier(cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
-    prep = model_preprocessing(meta, cfg.model)
-    frames, _ = read_and_preprocess(cfg.video, prep)
-    clip_len, period = meta["clip_len"], meta.get("period", 1)
+    prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)
+    frames = decode_and_preprocess(cfg.video, prep)[0]
+    clip_len, period = meta["clip_len"], meta["period"]
     window = frames[:cfg.max_frames]  # uint8 (T, S, S)
     maps, window_probability = explain_window(model, window, clip_len=clip_len, period=period,
                                               device=device)
-    k = meta.get("eval_clips", 4)
+    k = meta["eval_clips"]
     probability = float(predict_clips(
         model, torch.from_numpy(evenly_spaced_clips(frames, clip_len, period, k))[None].to(device),
         device=device, precision="fp32")[0])
@@ -206,7 +207,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
     overlay = enlarge(overlay_frames(window, maps))
     write_gif(out / "overlay.gif", overlay, cfg.fps)
     write_video(out / "overlay.mp4", overlay, cfg.fps)
-    task = meta.get("task", "positive class")
+    task = meta["task"]
     plot_max_over_time(window, maps, out / "saliency_max.png",
                        f"{task}: p = {probability:.3f} ({Path(cfg.video).name})")
     info = {"video": str(cfg.video), "model": str(cfg.model), "task": task,
