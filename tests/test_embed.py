@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from _model_fixtures import PREPROCESSING, tiny_classifier, write_tiny_model
-from echoclr.embed import EmbedConfig, embed
+from echoclr.commands.embed import EmbedConfig, embed
 from echoclr.weights import save_encoder
 
 

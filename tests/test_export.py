@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from _model_fixtures import write_tiny_model
-from echoclr import export as export_module
-from echoclr.export import ExportConfig, ProbabilityModel, export, run_exported
+from echoclr.commands import export as export_module
+from echoclr.commands.export import ExportConfig, ProbabilityModel, export, run_exported
 from echoclr.weights import load_classifier
 
 

@@ -23,10 +23,10 @@ import torch
 
 from _video_fixtures import echo_frames
 from echoclr import cli
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data import cache as ingest_module
-from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.video import write_video
-from echoclr.finetune import FinetuneConfig, finetune
 from echoclr.runs import JsonlLog
 from echoclr.weights import atomic_torch_save
 

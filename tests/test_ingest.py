@@ -11,8 +11,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, make_archive
+from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data.cache import video_key
-from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
 from echoclr.data.preprocess import preprocess, resize_area
 from echoclr.data.video import read_video

@@ -14,12 +14,12 @@ from pydicom.data import get_testdata_file
 from _model_fixtures import write_tiny_model
 from _video_fixtures import PHI, echo_frames
 from echoclr.cli import main
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.commands.predict import PredictConfig, predict
 from echoclr.data.cache import VideoCache
-from echoclr.data.ingest import IngestConfig, ingest
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import write_video
 from echoclr.inference import predict_videos
-from echoclr.predict import PredictConfig, predict
 from echoclr.weights import load_classifier
 
 

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from _model_fixtures import PREPROCESSING, write_tiny_model
-from echoclr.embed import EmbedConfig, embed
-from echoclr.finetune import FinetuneConfig, finetune
-from echoclr.pretrain import PretrainConfig, pretrain
+from echoclr.commands.embed import EmbedConfig, embed
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.pretrain import PretrainConfig, pretrain
 from echoclr.data.preprocess import (
     PREPROCESSING_VERSION, Preprocessing, check_compatible, preprocessing_of,
 )

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from echoclr.pretrain import CollapseMonitor, PretrainConfig, pretrain
+from echoclr.commands.pretrain import CollapseMonitor, PretrainConfig, pretrain
 from echoclr.runs import JsonlLog
 from echoclr.weights import load_encoder
 
@@ -66,7 +66,7 @@ def test_unknown_method_rejected(tiny_cache, tmp_path):
 @pytest.mark.parametrize("augment", [True, False])
 def test_make_views_permutes_frames_with_and_without_augmentation(augment):
     from echoclr.data.transforms import minmax_scale, permutations
-    from echoclr.pretrain import make_views
+    from echoclr.commands.pretrain import make_views
 
     g = torch.Generator().manual_seed(0)
     clip_a = torch.rand(3, 4, 16, 16, generator=g)
@@ -87,7 +87,7 @@ def test_make_views_permutes_frames_with_and_without_augmentation(augment):
 
 def test_make_views_separate_reorder_input_keeps_contrastive_views_in_order():
     from echoclr.data.transforms import minmax_scale, permutations
-    from echoclr.pretrain import make_views
+    from echoclr.commands.pretrain import make_views
 
     g = torch.Generator().manual_seed(0)
     clip_a = torch.rand(3, 4, 16, 16, generator=g)

@@ -19,14 +19,14 @@ from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
+from echoclr.commands.finetune import FinetuneConfig, build_classifier
+from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data.cache import video_key
-from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.data.dicom import hash_identifier
 from echoclr.data.manifest import ManifestError
 from echoclr.data.preprocess import preprocess
-from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import read_video
 from echoclr.data.video_types import Video
-from echoclr.finetune import FinetuneConfig, build_classifier
 from echoclr.models import Classifier, build_encoder
 from echoclr.weights import load_classifier, load_encoder
 

@@ -13,7 +13,8 @@ import pydicom
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from echoclr.synth.cohort import MANIFEST_COLUMNS, SynthConfig, sample_cohort, study_for, synthesize
+from echoclr.commands.synth import synthesize
+from echoclr.synth.cohort import MANIFEST_COLUMNS, SynthConfig, sample_cohort, study_for
 from echoclr.synth.render import heart_to_pixel, render_video
 
 TINY = dict(patients=6, seed=3, size=32, frames_min=6, frames_max=10, other_view_prob=0.5,

@@ -9,15 +9,13 @@ videos, a few multi-frame DICOMs with fake identifiers, `manifest.csv` and groun
 from __future__ import annotations
 
 import dataclasses
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from tqdm import tqdm
 
 from echoclr.data.video import write_video
+from echoclr.options import opt, required
 from echoclr.synth.anatomy import MACHINES, Study, sample_study
 from echoclr.synth.dicom import write_dicom
 from echoclr.synth.render import render_video
@@ -27,25 +25,29 @@ MANIFEST_COLUMNS = ("path", "study_id", "patient_id", "view", "fps", "n_frames",
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What `synthesize` writes."""
+    """The cohort `echoclr synth` writes (:func:`echoclr.commands.synth.synthesize`)."""
 
-    out: str  # output folder (created; files of the same name are overwritten)
-    patients: int = 200  # one study per patient
-    seed: int = 0  # same seed -> byte-identical manifest and identical frames
-    size: int = 112  # frame height = width, pixels (EchoNet's 112 x 112)
-    plax_min: int = 2  # fewest PLAX videos per study
-    plax_max: int = 5  # most PLAX videos per study
-    other_view_prob: float = 0.2  # chance that a study also holds one A4C video
-    frames_min: int = 40  # shortest video, frames
-    frames_max: int = 120  # longest video, frames
-    fps_min: int = 30  # lowest study frame rate, frames/s
-    fps_max: int = 80  # highest study frame rate, frames/s
-    dicom_fraction: float = 0.05  # share of videos written as multi-frame DICOM instead of AVI
-    lvh_prevalence: float = 0.35  # expected share of lvh = 1
-    as_prevalence: float = 0.18  # expected share of severe_as = 1
-    as_lvh_correlation: float = 0.35  # latent correlation of AS severity and wall thickness
-    lossless: bool = True  # AVI codec: FFV1 (exact) or MJPG q2 (lossy, no smaller on speckle)
-    workers: int = 1  # processes rendering studies in parallel
+    out: str = required("Output folder; created, and files of the same name are overwritten.")
+    patients: int = opt(200, "Patients in the cohort, one study each.")
+    seed: int = opt(0, "Seed of the cohort; the same seed writes a byte-identical manifest and "
+                       "identical frames.")
+    size: int = opt(112, "Frame height and width, in pixels (EchoNet's 112 x 112).")
+    plax_min: int = opt(2, "Fewest PLAX videos per study.")
+    plax_max: int = opt(5, "Most PLAX videos per study.")
+    other_view_prob: float = opt(0.2, "Chance that a study also holds one A4C video.")
+    frames_min: int = opt(40, "Frames of the shortest video.")
+    frames_max: int = opt(120, "Frames of the longest video.")
+    fps_min: int = opt(30, "Lowest frame rate of a study, frames/s.")
+    fps_max: int = opt(80, "Highest frame rate of a study, frames/s.")
+    dicom_fraction: float = opt(0.05, "Share of the videos written as multi-frame DICOM instead "
+                                      "of AVI.")
+    lvh_prevalence: float = opt(0.35, "Expected share of studies with lvh = 1.")
+    as_prevalence: float = opt(0.18, "Expected share of studies with severe_as = 1.")
+    as_lvh_correlation: float = opt(0.35, "Latent correlation of AS severity and wall "
+                                          "thickness.")
+    lossless: bool = opt(True, "Write AVIs as FFV1 (exact); off: MJPG at quality 2 (lossy, and "
+                               "no smaller on speckle).")
+    workers: int = opt(1, "Processes rendering studies in parallel.")
 
 
 def study_for(cfg: SynthConfig, index: int) -> Study:
@@ -110,31 +112,3 @@ def write_study(cfg: SynthConfig, index: int) -> tuple[list[dict], list[dict], d
         clip_row["tgc_db"] = " ".join(f"{v:.3f}" for v in clip_row["tgc_db"])
         videos.append({"path": name, "study_id": study.study_id, **clip_row})
     return rows, videos, truth_row(study)
-
-
-def synthesize(cfg: SynthConfig) -> Path:
-    """Write the cohort into `cfg.out`: videos/, dicom/, manifest.csv, truth.csv, truth_videos.csv.
-
-    Returns:
-        The path of manifest.csv (video paths in it are relative to its folder).
-    """
-    if cfg.patients < 1 or cfg.size < 16:
-        message = f"need patients >= 1 and size >= 16, got {cfg.patients} and {cfg.size}"
-        raise ValueError(f"{cfg.out}: {message}")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    indices = range(cfg.patients)
-    if cfg.workers > 1:
-        with ProcessPoolExecutor(cfg.workers) as pool:
-            results = list(tqdm(pool.map(write_study, [cfg] * cfg.patients, indices, chunksize=2),
-                                total=cfg.patients, desc="synth", disable=None))
-    else:
-        results = [write_study(cfg, i) for i in tqdm(indices, desc="synth", disable=None)]
-    manifest = pd.DataFrame([r for rows, _, _ in results for r in rows], columns=MANIFEST_COLUMNS)
-    pd.DataFrame([v for _, videos, _ in results for v in videos]).to_csv(
-        out / "truth_videos.csv", index=False, float_format="%.6g")
-    pd.DataFrame([t for _, _, t in results]).to_csv(out / "truth.csv", index=False,
-                                                    float_format="%.6g")
-    manifest.to_csv(out / "manifest.csv", index=False)
-    return out / "manifest.csv"
-

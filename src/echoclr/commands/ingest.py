@@ -24,26 +24,36 @@ from echoclr.data.manifest import (
     ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
 )
 from echoclr.data.preprocess import Preprocessing
+from echoclr.options import opt, required
 
 
 @dataclass(frozen=True)
 class IngestConfig:
     """Settings of one ingest run; the resolved config (minus ``salt``) goes to the cache."""
 
-    manifest: str  # CSV: path, study_id [, patient_id, view, split, fps, labels...]
-    out: str  # cache folder, created or resumed
-    size: int = 112  # pixels: side of the square output frames (paper: 112)
-    max_frames: int = 100  # frames kept from the start of each video (paper: 100)
-    min_fps: float = 25.0  # Hz: slower videos (Doppler, stills) are skipped (paper: 25)
-    target_fps: float | None = None  # Hz: resample every video in time to this rate (None: keep)
-    view: str | None = None  # keep only manifest rows whose `view` equals this (e.g. "PLAX")
-    workers: int = 1  # decoding processes; 1 runs in this process
-    salt: str = ""  # secret prepended to DICOM identifiers before hashing; never written out
-    stratify: str | None = None  # label column that stratifies newly drawn splits
-    splits: tuple[float, float, float] = (0.75, 0.10, 0.15)  # train/val/test shares of patients
-    seed: int = 0  # seed of the split draw
-    allowed_roots: tuple[str, ...] = ()  # folders videos may lie in (default: the manifest's)
-    allow_outside: bool = False  # accept video paths outside the allowed roots (explicit opt-in)
+    manifest: str = required("The manifest CSV: path, study_id and optionally patient_id, view, "
+                             "split, fps and binary label columns.")
+    out: str = required("Cache folder; created, or resumed when it exists.")
+    size: int = opt(112, "Side of the square output frames, in pixels (paper: 112).")
+    max_frames: int = opt(100, "Frames kept from the start of each video (paper: 100).")
+    min_fps: float = opt(25.0, "Videos slower than this many frames/s (Doppler, stills) are "
+                               "skipped (paper: 25).")
+    target_fps: float | None = opt(None, "Resample every video in time to this many frames/s; "
+                                         "None keeps each video's own rate.")
+    view: str | None = opt(None, "Keep only the manifest rows whose view column equals this "
+                                 "(e.g. PLAX); None keeps all.")
+    workers: int = opt(1, "Decoding processes; 1 decodes in this process.")
+    salt: str = opt("", "Secret prepended to DICOM identifiers before hashing; never written "
+                        "out.")
+    stratify: str | None = opt(None, "Label column (or several, joined by commas) that "
+                                     "stratifies newly drawn splits.")
+    splits: tuple[float, float, float] = opt((0.75, 0.10, 0.15), "Train, val and test shares of "
+                                                                 "the patients without a split.")
+    seed: int = opt(0, "Seed of the split draw.")
+    allowed_roots: tuple[str, ...] = opt((), "Folders the videos may lie in; empty: the "
+                                             "manifest's own folder.")
+    allow_outside: bool = opt(False, "Accept video paths outside the allowed roots (an explicit "
+                                     "opt-in).")
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -25,6 +25,7 @@ from echoclr.data.video import is_dicom
 from echoclr.data.video_types import VideoReadError
 from echoclr.inference import predict_clips
 from echoclr.metrics import aggregate_by_study
+from echoclr.options import opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -34,13 +35,16 @@ COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
 
 @dataclass(frozen=True)
 class PredictConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    inputs: tuple[str, ...] = ()  # DICOM files or folders (recursive), AVI/MP4 files, manifest CSV
-    out: str = "predictions.csv"  # CSV: one row per video and one per study
-    clips: int | None = None  # evenly spaced clips per video (default: the model's eval_clips)
-    salt: str = ""  # the ingest --salt, so DICOM study hashes match the training cache's
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
+    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    inputs: tuple[str, ...] = opt((), "DICOM files or folders (searched recursively), AVI or "
+                                      "MP4 files, or a manifest CSV.")
+    out: str = opt("predictions.csv", "Output CSV: one row per video and one per study.")
+    clips: int | None = opt(None, "Evenly spaced clips per video; None: the model's eval_clips.")
+    salt: str = opt("", "The salt given to ingest, so that DICOM study hashes match the "
+                        "training cache's.")
+    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
+                                 "fp32.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.inference import predict_videos
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier, build_encoder
+from echoclr.options import opt
 from echoclr.runs import (
     JsonlLog, autocast, pick_device, seed_everything, write_config,
 )
@@ -39,38 +40,47 @@ INITS_WITHOUT_FILE = ("random", "kinetics")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    cache: str = ""  # folder written by `echoclr ingest`
-    out: str = "runs/finetune"  # run folder (config.json, log.jsonl, model.pt, model.json)
-    task: str = "lvh"  # binary label column of the manifest
-    init: str = "random"  # random | kinetics | path to a pretrained encoder.pt
-    encoder: str = "r3d_18"  # architecture for random/kinetics inits
-    width: int = 16  # base width of r3d_tiny
-    weights: str | None = None  # Kinetics-400 state-dict file (default: torch's cache)
-    fraction: float = 1.0  # share of labeled training studies used (nested subsets)
-    fraction_seed: int = 0  # draws the subset; same for every init so they see the same studies
-    val_fraction: float = 1.0  # share of validation studies used (paper: all, even at 1 %)
-    seed: int = 0  # init of new layers, clip draws, augmentation, dropout
-    lr: float = 1e-4  # Adam learning rate (paper)
-    lr_grid: tuple[float, ...] = ()  # if set: one run per lr, keep the best validation AUROC
-    encoder_lr_scale: float = 1.0  # encoder lr = lr * this (head gets lr)
-    head_epochs: int = 0  # head-only epochs before full fine-tuning (linear probe, then tune)
-    linear_probe: bool = False  # freeze the encoder for the whole run
-    epochs: int = 30  # at most (paper)
-    max_steps: int | None = None  # stop after this many optimizer steps in all
-    patience: int = 5  # epochs without validation-loss improvement before stopping
-    clip_len: int = 16  # frames per clip (paper)
-    period: int = 1  # frame stride
-    batch_size: int = 88  # videos per step (paper)
-    dropout: float = 0.25  # before the logit
-    label_smoothing: float = 0.1  # targets become y(1-s) + s/2
-    augment: bool = True  # the paper's augmentation on training clips
-    eval_clips: int = 4  # evenly spaced clips per video at test time (paper: 4)
-    val_clips: int = 4  # evenly spaced clips per video for the per-epoch validation
-    view: str | None = "PLAX"  # videos of this view only (None: all)
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    workers: int = 2  # data-loader processes
-    device: str = "auto"  # auto | cpu | cuda
-    progress: bool = True  # tqdm progress bar
+    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
+    task: str = opt("lvh", "Binary label column of the manifest to learn.")
+    init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
+                              "pretraining encoder.pt.")
+    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
+                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
+    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
+    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
+                                    "torch's cache.")
+    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
+    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
+                                "the same studies.")
+    val_fraction: float = opt(1.0, "Share of the validation studies used (paper: all, even at "
+                                   "1 %).")
+    seed: int = opt(0, "Seed of new layers, clip draws, augmentation and dropout.")
+    lr: float = opt(1e-4, "Adam learning rate (paper: 1e-4).")
+    lr_grid: tuple[float, ...] = opt((), "Learning rates to try, one run each, keeping the one "
+                                         "with the best validation AUROC; empty: just lr.")
+    encoder_lr_scale: float = opt(1.0, "The encoder learns at lr times this; the head at lr.")
+    head_epochs: int = opt(0, "Epochs that train the head alone before full fine-tuning.")
+    linear_probe: bool = opt(False, "Freeze the encoder for the whole run.")
+    epochs: int = opt(30, "Most epochs (paper: 30).")
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps in all; None: no "
+                                      "limit.")
+    patience: int = opt(5, "Epochs without a lower validation loss before stopping.")
+    clip_len: int = opt(16, "Frames per clip (paper: 16).")
+    period: int = opt(1, "Stride between the frames of a clip.")
+    batch_size: int = opt(88, "Videos per optimizer step (paper: 88).")
+    dropout: float = opt(0.25, "Dropout before the logit.")
+    label_smoothing: float = opt(0.1, "Label smoothing s: targets become y(1 - s) + s/2.")
+    augment: bool = opt(True, "Apply the paper's augmentation to training clips.")
+    eval_clips: int = opt(4, "Evenly spaced clips per video at test time (paper: 4).")
+    val_clips: int = opt(4, "Evenly spaced clips per video for the validation after each "
+                            "epoch.")
+    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
+                                 "fp32.")
+    workers: int = opt(2, "Data-loader processes.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    progress: bool = opt(True, "Show a progress bar.")
 
 
 def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, *, pos_weight: float,

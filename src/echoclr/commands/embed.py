@@ -18,21 +18,26 @@ from echoclr.data.cache import VideoCache
 from echoclr.data.preprocess import check_compatible, preprocessing_of
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
+from echoclr.options import opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_any_encoder
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    model: str = ""  # fine-tuning run folder / model.pt, or a pretraining encoder.pt (or its run)
-    cache: str = ""  # folder written by `echoclr ingest`
-    out: str = "embeddings.npz"  # .npz or .parquet; beside it: the PCA plot .png and a .json
-    split: str | None = None  # only this split (None: every video of the cache)
-    label: str | None = None  # manifest column colouring the plot (default: the model's task)
-    clips: int = 4  # evenly spaced clips per video; their features are averaged
-    batch_size: int = 8  # videos per forward pass
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
+    model: str = opt("", "Fine-tuning run folder or its model.pt, or a pretraining encoder.pt "
+                         "or its run folder.")
+    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    out: str = opt("embeddings.npz", "Output file, .npz or .parquet; the PCA plot (.png) and a "
+                                     ".json go beside it.")
+    split: str | None = opt(None, "Embed only this split; None: every video of the cache.")
+    label: str | None = opt(None, "Manifest column that colours the plot; None: the model's "
+                                  "task.")
+    clips: int = opt(4, "Evenly spaced clips per video, whose features are averaged.")
+    batch_size: int = opt(8, "Videos per forward pass.")
+    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
+                                 "fp32.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
 
 
 def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:

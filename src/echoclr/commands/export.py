@@ -18,6 +18,7 @@ from torch import nn
 
 from echoclr.atomic import atomic_path, atomic_write_text
 from echoclr.data.preprocess import Preprocessing, preprocessing_of
+from echoclr.options import opt
 from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -26,11 +27,13 @@ ONNX_OPSET = 17
 
 @dataclass(frozen=True)
 class ExportConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    format: str = "torchscript"  # torchscript | onnx
-    out: str = "model.ts"  # exported file (model.onnx when format is onnx and out is left as is)
-    tolerance: float = 1e-4  # largest |probability difference| vs PyTorch the check accepts
-    seed: int = 0  # draws the random clips of the parity check
+    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    format: str = opt("torchscript", "Output format: torchscript or onnx.")
+    out: str = opt("model.ts", "Exported file; model.onnx when the format is onnx and this is "
+                               "left as is.")
+    tolerance: float = opt(1e-4, "Largest probability difference from PyTorch the parity check "
+                                 "accepts.")
+    seed: int = opt(0, "Seed of the random clips of the parity check.")
 
 
 class ProbabilityModel(nn.Module):
@@ -137,7 +140,7 @@ def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: Preprocessing
                    "values": "sigmoid of the logit, per clip"},
         "clip_len": meta["clip_len"], "period": meta["period"], "eval_clips": meta["eval_clips"],
         "aggregation": "mean over eval_clips evenly spaced clips per video, then mean over a "
-                       "study's videos (echoclr.predict)",
+                       "study's videos (echoclr.commands.predict)",
         "preprocessing": prep.to_dict(),
         "opset": ONNX_OPSET if cfg.format == "onnx" else None, "torch": torch.__version__,
         "parity": {"max_abs_diff": diff, "tolerance": cfg.tolerance, "batch": 3,

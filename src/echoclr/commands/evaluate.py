@@ -1,4 +1,4 @@
-"""``evaluate`` and ``compare``: study-level metrics with 95 % CIs for a fine-tuned run.
+"""``echoclr evaluate``: study-level metrics with 95 % CIs for a fine-tuned run.
 
 Writes predictions.csv (per video), study_predictions.csv (per study), metrics.json and ROC/PR
 PNGs into the run folder. The decision threshold is chosen on validation (Youden's J).
@@ -10,29 +10,30 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from echoclr import metrics, significance
 from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import VideoCache
 from echoclr.inference import predict_videos
+from echoclr.options import opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    run: str = ""  # fine-tuning run folder (holds model.pt, model.json)
-    split: str = "test"  # test | ext_test | val
-    clips: int = 4  # evenly spaced clips per video (paper: 4)
-    n_resamples: int = 1000  # bootstrap resamples over studies
-    seed: int = 0  # bootstrap seed
-    cache: str | None = None  # cache to read (default: the one the run was trained on)
-    out: str | None = None  # folder for the outputs (default: the run folder)
-    batch_size: int = 32  # videos per forward pass
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
+    run: str = opt("", "Fine-tuning run folder (holding model.pt and model.json).")
+    split: str = opt("test", "Split to evaluate: test, ext_test or val.")
+    clips: int = opt(4, "Evenly spaced clips per video (paper: 4).")
+    n_resamples: int = opt(1000, "Bootstrap resamples over studies.")
+    seed: int = opt(0, "Seed of the bootstrap.")
+    cache: str | None = opt(None, "Cache to read; None: the one the run was trained on.")
+    out: str | None = opt(None, "Folder for the outputs; None: the run folder.")
+    batch_size: int = opt(32, "Videos per forward pass.")
+    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
+                                 "fp32.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
 
 
 def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
@@ -89,24 +90,3 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     plot_roc(curves, dest / "roc.png", title)
     plot_pr(curves, dest / "pr.png", title)
     return result
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, *, n_resamples: int = 1000,
-                 seed: int = 0) -> dict:
-    """DeLong test and paired study-bootstrap CI of ΔAUROC (A − B) on the same test studies."""
-    a = pd.read_csv(Path(run_a) / "study_predictions.csv", dtype={"study_id": str})
-    b = pd.read_csv(Path(run_b) / "study_predictions.csv", dtype={"study_id": str})
-    both = a.merge(b, on="study_id", suffixes=("_a", "_b"))
-    if len(both) != len(a) or len(both) != len(b):
-        raise ValueError(f"{run_a} and {run_b} were evaluated on different studies "
-                         f"({len(a)} vs {len(b)}, {len(both)} shared): run evaluate on one split")
-    if not np.array_equal(both["y_true_a"], both["y_true_b"]):
-        raise ValueError(f"{run_a} and {run_b} disagree on study labels")
-    y = both["y_true_a"].to_numpy()
-    delong = significance.delong_test(y, both["y_score_a"].to_numpy(),
-                                      both["y_score_b"].to_numpy())
-    boot = significance.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
-                                               both["y_score_b"].to_numpy(),
-                                               n_resamples=n_resamples, seed=seed)
-    return {"run_a": str(run_a), "run_b": str(run_b), "n_studies": int(len(y)),
-            "delong": delong, "bootstrap_delta": boot}

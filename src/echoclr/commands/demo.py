@@ -15,19 +15,22 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.synth.cohort import SynthConfig, synthesize
-from echoclr.experiment import ExperimentConfig, run_experiment
 from echoclr.atomic import atomic_write_text
+from echoclr.commands.experiment import ExperimentConfig, run_experiment
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.commands.synth import synthesize
+from echoclr.options import opt
+from echoclr.synth.cohort import SynthConfig
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out: str = "echoclr_demo"  # output folder (cohort, cache, runs, report)
-    preset: str = "demo"  # demo (≈10 min on 2 CPU cores) | demo_ci (≈1 min, for CI)
-    patients: int | None = None  # overrides the preset's cohort size
-    seed: int | None = None  # overrides the preset's seed (cohort, splits, training)
-    workers: int = 2  # synth/ingest processes (this machine has 2 cores)
+    out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
+    preset: str = opt("demo", "demo (about 10 min on 2 CPU cores) or demo_ci (about 1 min, for "
+                              "CI).")
+    patients: int | None = opt(None, "Cohort size, overriding the preset's.")
+    seed: int | None = opt(None, "Seed of cohort, splits and training, overriding the preset's.")
+    workers: int = opt(2, "Processes for synth and ingest.")
 
 
 def load_preset(name: str) -> dict:

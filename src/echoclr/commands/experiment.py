@@ -17,21 +17,25 @@ from pathlib import Path
 
 import pandas as pd
 
-from echoclr.evaluate import EvaluateConfig, compare_runs, evaluate_run
-from echoclr.finetune import FinetuneConfig, finetune
-from echoclr.pretrain import METHODS, PretrainConfig, pretrain
 from echoclr.atomic import atomic_write_text
+from echoclr.commands.compare import compare_runs
+from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.pretrain import METHODS, PretrainConfig, pretrain
+from echoclr.options import opt
 
 INITS = ("random", "kinetics", *METHODS)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    config: str = ""  # experiment TOML (see configs/*.toml)
-    out: str = "runs/experiment"  # output folder
-    cache: str | None = None  # overrides the TOML's cache
-    shard: str = "0/1"  # i/n: run every n-th cell from i (spread cells over processes/GPUs)
-    report_only: bool = False  # only collect finished cells into results/report/plot
+    config: str = opt("", "Experiment TOML file (see src/echoclr/configs/*.toml).")
+    out: str = opt("runs/experiment", "Output folder.")
+    cache: str | None = opt(None, "Cache folder, overriding the TOML's.")
+    shard: str = opt("0/1", "i/n runs every n-th cell starting at cell i, to spread the cells "
+                            "over processes or GPUs.")
+    report_only: bool = opt(False, "Only collect the finished cells into the results, report "
+                                   "and plot.")
 
 
 @dataclass(frozen=True)

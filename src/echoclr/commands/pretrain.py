@@ -28,6 +28,7 @@ from echoclr.data.transforms import (
 )
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.models import REORDER_HEADS, PretrainModel, build_encoder
+from echoclr.options import opt
 from echoclr.runs import (
     JsonlLog, autocast, pick_device, resolve_precision, write_config,
 )
@@ -38,43 +39,54 @@ METHODS = ("echoclr", "mi-simclr", "simclr")
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    cache: str = ""  # folder written by `echoclr ingest`
-    out: str = "runs/pretrain"  # run folder (config.json, log.jsonl, checkpoints, encoder.pt)
-    method: str = "echoclr"  # echoclr | mi-simclr | simclr
-    encoder: str = "r3d_18"  # r3d_18 | r2plus1d_18 | mc3_18 | r3d_tiny
-    width: int = 16  # base width of r3d_tiny (feature dim 8x); ignored by torchvision encoders
-    clip_len: int = 4  # frames per pretraining clip (reordering has clip_len! classes)
-    period: int = 1  # frame stride within a clip; >1 makes motion between frames visible
-    pairs: str = "all"  # all: every video pair of a study per epoch (paper); study: one per study
-    view: str | None = "PLAX"  # pretrain on this view only (None: all views)
-    batch_size: int = 196  # positive pairs per process (paper: 196 per GPU)
-    epochs: int = 300  # paper: 300 (MI-SimCLR/EchoCLR), 520 (SimCLR)
-    max_steps: int | None = None  # stop after this many optimizer steps (overrides epochs)
-    lr: float = 1e-3  # Adam; the paper's code used 0.1, which diverges here (see README)
-    weight_decay: float = 0.0  # paper: none
-    warmup_steps: int = 0  # linear learning-rate warm-up
-    temperature: float = 0.05  # NT-Xent temperature (paper)
-    reorder_weight: float = 1.0  # weight of the frame-reordering loss (EchoCLR only)
-    reorder_input: str = "shared"  # shared: the contrastive views are the permuted clips (paper);
-    # separate: after any reorder warm-up they keep their frame order and a permuted copy of
-    # each first view feeds the reordering head (1.5x the clips per step; ours)
-    reorder_head: str = "linear"  # linear (paper) | mlp: a hidden layer of its own (ours)
-    reorder_warmup_steps: int = 0  # EchoCLR: train frame reordering alone for the first N steps
-    warmup_contrastive_weight: float = 0.0  # NT-Xent weight during that warm-up (>0 keeps the
-    # projection head learning, so the contrastive loss does not restart from a collapsed head)
-    augment: bool = True  # the paper's crop/flip/rotation on pretraining clips
-    gamma_jitter: float = 0.0  # random display curve x**g, |log g| <= this (ours; paper: 0)
-    study_mask: bool = True  # same-study items in a batch are not negatives (ours; paper: no)
-    proj_batch_norm: bool = False  # BatchNorm in the projection head (guards against collapse)
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    compile: bool = False  # torch.compile the model
-    workers: int = 2  # data-loader processes per training process
-    device: str = "auto"  # auto | cpu | cuda
-    seed: int = 0  # data order, clips, augmentations and init
-    checkpoint_every: int = 100  # steps between checkpoints (and at the end)
-    log_every: int = 10  # steps between log rows
-    resume: bool = False  # continue from RUN/checkpoint.pt
-    progress: bool = True  # tqdm progress bar
+    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    out: str = opt("runs/pretrain", "Run folder: config.json, log.jsonl, checkpoints, "
+                                    "encoder.pt.")
+    method: str = opt("echoclr", "Pretraining method: echoclr, mi-simclr or simclr.")
+    encoder: str = opt("r3d_18", "Architecture: r3d_18, r2plus1d_18, mc3_18 or r3d_tiny.")
+    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width); ignored by the "
+                         "torchvision encoders.")
+    clip_len: int = opt(4, "Frames per pretraining clip (frame reordering has clip_len! "
+                           "classes, so 2 to 5 for echoclr).")
+    period: int = opt(1, "Stride between the frames of a clip; above 1 makes the motion "
+                         "between frames visible.")
+    pairs: str = opt("all", "all: every video pair of a study in each epoch (paper); study: one "
+                            "random pair per study.")
+    view: str | None = opt("PLAX", "Pretrain on the videos of this view only; None: all views.")
+    batch_size: int = opt(196, "Positive pairs per process (paper: 196 per GPU).")
+    epochs: int = opt(300, "Epochs (paper: 300 for MI-SimCLR and EchoCLR, 520 for SimCLR).")
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps, overriding epochs.")
+    lr: float = opt(1e-3, "Adam learning rate; the paper's code used 0.1, which diverges here.")
+    weight_decay: float = opt(0.0, "Adam weight decay (paper: none).")
+    warmup_steps: int = opt(0, "Steps of linear learning-rate warm-up.")
+    temperature: float = opt(0.05, "NT-Xent temperature (paper: 0.05).")
+    reorder_weight: float = opt(1.0, "Weight of the frame-reordering loss (echoclr only).")
+    reorder_input: str = opt("shared", "shared: the contrastive views are the permuted clips "
+                                       "(paper); separate: after any reorder warm-up they keep "
+                                       "their frame order and a permuted copy of each first view "
+                                       "feeds the reordering head (1.5x the clips per step; ours).")
+    reorder_head: str = opt("linear", "linear (paper), or mlp: a hidden layer of its own (ours).")
+    reorder_warmup_steps: int = opt(0, "Train frame reordering alone for the first this many "
+                                       "steps (echoclr only; ours).")
+    warmup_contrastive_weight: float = opt(0.0, "NT-Xent weight during that warm-up (ours).")
+    augment: bool = opt(True, "Apply the paper's crop, flip and rotation to pretraining clips.")
+    gamma_jitter: float = opt(0.0, "Random display curve x**g per clip with |log g| up to this "
+                                   "(ours; paper: 0).")
+    study_mask: bool = opt(True, "Same-study items in a batch are not each other's negatives "
+                                 "(ours; the paper's code: they are).")
+    proj_batch_norm: bool = opt(False, "BatchNorm in the projection head, against collapse "
+                                       "(ours).")
+    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
+                                 "fp32.")
+    compile: bool = opt(False, "Compile the model with torch.compile.")
+    workers: int = opt(2, "Data-loader processes per training process.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun "
+                              "a bare cuda means this process's GPU.")
+    seed: int = opt(0, "Seed of data order, clips, augmentations and init.")
+    checkpoint_every: int = opt(100, "Steps between checkpoints (and one at the end).")
+    log_every: int = opt(10, "Steps between log rows.")
+    resume: bool = opt(False, "Continue from RUN/checkpoint.pt.")
+    progress: bool = opt(True, "Show a progress bar.")
 
 
 def _step_generator(seed: int, step: int) -> torch.Generator:

@@ -22,6 +22,7 @@ from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
 from echoclr.inference import clips_to_input, predict_clips
+from echoclr.options import opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -31,12 +32,13 @@ MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at le
 
 @dataclass(frozen=True)
 class SaliencyConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    video: str = ""  # one DICOM, AVI or MP4 file
-    out: str = "saliency"  # folder: overlay.gif/.mp4, saliency_max.png, saliency.npy/.json
-    max_frames: int = 32  # frames explained, from the start of the preprocessed video
-    fps: float = 10.0  # Hz: playback rate of the overlay videos
-    device: str = "auto"  # auto | cpu | cuda
+    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    video: str = opt("", "One DICOM, AVI or MP4 file.")
+    out: str = opt("saliency", "Output folder: overlay.gif and .mp4, saliency_max.png, "
+                               "saliency.npy and .json.")
+    max_frames: int = opt(32, "Frames explained, from the start of the preprocessed video.")
+    fps: float = opt(10.0, "Playback rate of the overlay videos, frames/s.")
+    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
 
 
 def target_layer(encoder: nn.Module) -> nn.Module:
