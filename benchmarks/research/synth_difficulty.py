@@ -7,7 +7,7 @@
 3. Positive retrieval with the same trivial features: for two PLAX videos per study, is the nearest
    other video (cosine) in a pool of 64 studies from the same study? (chance ~ 1/127)
 
-Usage: PYTHONPATH=src python benchmarks/synth_difficulty.py [--studies 600] [--size 112]
+Usage: PYTHONPATH=src python benchmarks/research/synth_difficulty.py [--studies 600] [--size 112]
        [--workers 2]
 """
 
