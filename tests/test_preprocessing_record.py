@@ -45,7 +45,7 @@ def test_loader_reads_the_record_and_the_old_shapes():
 
 
 def test_check_names_both_sources_and_ignores_an_unknown_version():
-    with pytest.raises(ValueError, match=r"a\.pt expects .*'size': 32.* but b\.json has .*'size': 48"):
+    with pytest.raises(ValueError, match=r"a\.pt expects .*'size': 32.* b\.json has .*'size': 48"):
         check_compatible(RECORD, Preprocessing(48, 100, 25.0, None), expected_from="a.pt",
                          found_from="b.json", fix="x")
     unknown = Preprocessing(32, 100, 25.0, None, version=None)

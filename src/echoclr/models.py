@@ -105,33 +105,14 @@ class ProjectionHead(nn.Module):
         return self.net(h)
 
 
-REORDER_HEADS = ("linear", "mlp")
-
-
-def reorder_head(in_dim: int, n_orderings: int, kind: str = "linear") -> nn.Module:
-    """Frame-reordering classifier on the encoder feature: (B, F) → (B, n_orderings) logits.
-
-    ``linear`` is the paper's. ``mlp`` (Linear → BatchNorm → ReLU → Linear) gives reordering
-    its own nonlinear layer, so the shared feature need not hold the order linearly.
-    """
-    if kind == "linear":
-        return nn.Linear(in_dim, n_orderings)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim),
-                             nn.ReLU(inplace=True), nn.Linear(in_dim, n_orderings))
-    raise ValueError(f"unknown reorder head {kind!r}; choose from {REORDER_HEADS}")
-
-
 class PretrainModel(nn.Module):
     """Encoder + projection head + optional frame-reordering head (F → clip_len! logits)."""
 
-    def __init__(self, encoder: nn.Module, *, n_orderings: int = 0, proj_batch_norm: bool = False,
-                 reorder_head_kind: str = "linear"):
+    def __init__(self, encoder: nn.Module, *, n_orderings: int = 0, proj_batch_norm: bool = False):
         super().__init__()
         self.encoder = encoder
         self.projection = ProjectionHead(encoder.feature_dim, batch_norm=proj_batch_norm)
-        self.reorder = (reorder_head(encoder.feature_dim, n_orderings, reorder_head_kind)
-                        if n_orderings else None)
+        self.reorder = nn.Linear(encoder.feature_dim, n_orderings) if n_orderings else None
 
     def forward(self, x: torch.Tensor):
         """(B, C, T, H, W) → h (B, F), z (B, 128), reorder logits (B, K) or None."""

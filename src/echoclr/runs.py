@@ -95,7 +95,16 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto", *, local_rank: int | None = None) -> torch.device:
+    """The device a process runs on, picked once: ``auto`` is CUDA when available, else the CPU.
+
+    Under torchrun (``local_rank`` given, see :func:`echoclr.distributed.torchrun_local_rank`)
+    a CUDA device without an index is this process's own GPU, ``cuda:LOCAL_RANK``; an explicit
+    index is kept.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device

@@ -1,7 +1,8 @@
 """``echoclr embed``: encoder features ``h`` per video and per study, and a 2-D PCA plot.
 
 A video's ``h`` is the mean over ``clips`` evenly spaced clips (the test-time protocol); a
-study's is the mean of its videos' (:func:`echoclr.metrics.aggregate_by_study`). Works with a fine-tuned model or a pretraining encoder.pt.
+study's is the mean of its videos' (:func:`echoclr.metrics.aggregate_by_study`). Works with a
+fine-tuned model or a pretraining encoder.pt.
 """
 
 from __future__ import annotations

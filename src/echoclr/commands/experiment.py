@@ -21,8 +21,9 @@ from echoclr.atomic import atomic_write_text
 from echoclr.commands.compare import compare_runs
 from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
 from echoclr.commands.finetune import FinetuneConfig, finetune
-from echoclr.commands.pretrain import METHODS, PretrainConfig, pretrain
+from echoclr.commands.pretrain import PretrainConfig, pretrain
 from echoclr.options import opt
+from echoclr.pretraining import METHODS
 
 INITS = ("random", "kinetics", *METHODS)
 

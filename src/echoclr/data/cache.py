@@ -140,7 +140,8 @@ def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, df:
 
 
 class VideoCache:
-    """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8 (T, H, W))."""
+    """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8
+    (T, H, W)) + ``ingest_config.json``."""
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
