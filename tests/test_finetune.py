@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from echoclr.commands.finetune import EarlyStopping, FinetuneConfig, build_classifier, finetune, smoothed_bce
+from echoclr.commands.finetune import FinetuneConfig, build_classifier, finetune
+from echoclr.finetuning import EarlyStopping
+from echoclr.losses import smoothed_bce
 from echoclr.models import build_encoder
 from echoclr.runs import JsonlLog
 from echoclr.weights import save_encoder

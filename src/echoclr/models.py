@@ -136,3 +136,23 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, T, H, W) → logits (B,)."""
         return self.head(self.dropout(self.encoder(x))).squeeze(1)
+
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) with the encoder run without gradients (linear probe, head-only epochs)."""
+        with torch.no_grad():
+            h = self.encoder(x)
+        return self.head(self.dropout(h.float())).squeeze(1)
+
+    def head_parameters(self):
+        """The parameters after the encoder (the logit layer)."""
+        return self.head.parameters()
+
+    def encoder_parameters(self):
+        return self.encoder.parameters()
+
+    def train_head(self) -> Classifier:
+        """Training mode for the head, evaluation mode for the encoder (its BatchNorm statistics
+        stay fixed while it is frozen)."""
+        self.train()
+        self.encoder.eval()
+        return self

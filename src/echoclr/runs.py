@@ -16,6 +16,38 @@ import torch
 from echoclr.atomic import atomic_write_text
 
 
+# A run folder holds the outputs of one model. Files derived from the model that a later command
+# may reuse carry its fingerprint (the SHA-256 of model.pt) in a JSON sidecar, and their readers
+# recompute them when it is not the current model's; writing a new model clears them too.
+VAL_STUDIES = "val_study_predictions.csv"  # evaluate's validation studies (its threshold)
+MODEL_DERIVED = (VAL_STUDIES,)
+
+
+def clear_model_outputs(run_dir: str | Path) -> None:
+    """Remove what a run folder holds derived from its previous model (and their sidecars)."""
+    for name in MODEL_DERIVED:
+        path = Path(run_dir) / name
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def read_derived(path: str | Path, key: dict) -> str | None:
+    """The text of a model-derived file whose sidecar holds exactly ``key`` (the model's
+    fingerprint and the settings it was made with), else None (absent, or another model's)."""
+    path = Path(path)
+    side = path.with_suffix(".json")
+    if not (path.is_file() and side.is_file()) or json.loads(side.read_text()) != key:
+        return None
+    return path.read_text()
+
+
+def write_derived(path: str | Path, text: str, key: dict) -> None:
+    """Write a model-derived file and its sidecar ``key`` (for :func:`read_derived`)."""
+    path = Path(path)
+    atomic_write_text(path, text)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2))
+
+
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:
     """Write ``config.json`` (the resolved dataclass plus ``extra``) and return it as a dict."""
     data = dataclasses.asdict(cfg) | (extra or {})

@@ -6,6 +6,7 @@ PNGs into the run folder. The decision threshold is chosen on validation (Youden
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +18,8 @@ from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import VideoCache
 from echoclr.inference import predict_videos
 from echoclr.options import opt
-from echoclr.runs import pick_device
-from echoclr.weights import load_classifier
+from echoclr.runs import VAL_STUDIES, pick_device, read_derived, write_derived
+from echoclr.weights import classifier_path, file_sha256, load_classifier
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,20 @@ def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
                           device=device, precision=cfg.precision)
 
 
+def _val_studies(run: Path, model, meta, cache, cfg, device) -> pd.DataFrame:
+    """Validation study predictions, the threshold's source: kept in the run folder and reused
+    only while they belong to its current model (its fingerprint) and these clips and cache."""
+    path = run / VAL_STUDIES
+    key = {"model_sha256": file_sha256(classifier_path(run)), "clips": cfg.clips,
+           "cache": str(cache.root.resolve())}
+    text = read_derived(path, key)
+    if text is not None:
+        return pd.read_csv(io.StringIO(text), dtype={"study_id": str})
+    studies = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
+    write_derived(path, studies.to_csv(index=False), key)
+    return studies
+
+
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """Predict one split, aggregate by study, compute metrics with study-bootstrap CIs."""
     from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
@@ -57,12 +72,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     device = pick_device(cfg.device)
     model = model.to(device)
     cache = VideoCache(cfg.cache or meta["cache"])
-    val_file = run / "val_study_predictions.csv"
-    if val_file.is_file():
-        val_study = pd.read_csv(val_file, dtype={"study_id": str})
-    else:
-        val_study = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
-        val_study.to_csv(val_file, index=False)
+    val_study = _val_studies(run, model, meta, cache, cfg, device)
     if val_study["y_true"].nunique() == 2:
         threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
                                              val_study["y_score"].to_numpy())

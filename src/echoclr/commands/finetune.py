@@ -1,21 +1,21 @@
-"""Fine-tuning on a fraction of the labeled training studies (Holste et al. 2024 protocol).
+"""``echoclr finetune``: fine-tuning on a fraction of the labeled training studies.
 
-Class-weighted BCE with label smoothing (applied, unlike the paper's code), dropout 0.25 before
-the logit, Adam, early stopping on validation loss after exactly ``patience`` epochs without
-improvement with the best weights restored, strict loading of pretrained encoders.
+The protocol of Holste et al. 2024: class-weighted BCE with label smoothing (applied, unlike the
+paper's code), dropout 0.25 before the logit, Adam, early stopping on the validation loss after
+exactly ``patience`` epochs without improvement with the best weights restored, strict loading of
+pretrained encoders. The step and the epoch are :mod:`echoclr.finetuning`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -24,16 +24,16 @@ from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.data.preprocess import check_compatible, preprocessing_of
-from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
+from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
 from echoclr.inference import predict_videos
+from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier, build_encoder
 from echoclr.options import opt
 from echoclr.runs import (
-    JsonlLog, autocast, pick_device, seed_everything, write_config,
+    JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
 )
 from echoclr.weights import kinetics_encoder, load_encoder, save_classifier
-
 
 INITS_WITHOUT_FILE = ("random", "kinetics")
 
@@ -81,33 +81,6 @@ class FinetuneConfig:
     workers: int = opt(2, "Data-loader processes.")
     device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
     progress: bool = opt(True, "Show a progress bar.")
-
-
-def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, *, pos_weight: float,
-                 smoothing: float) -> torch.Tensor:
-    """Class-weighted BCE on smoothed targets ``y(1-s) + s/2``: (B,), (B,) → scalar."""
-    targets = labels * (1 - smoothing) + smoothing / 2
-    return F.binary_cross_entropy_with_logits(
-        logits.float(), targets, pos_weight=torch.tensor(pos_weight, device=logits.device))
-
-
-class EarlyStopping:
-    """Stops after exactly ``patience`` epochs without a lower validation loss."""
-
-    def __init__(self, patience: int):
-        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, math.inf, -1, 0
-
-    def update(self, epoch: int, val_loss: float) -> bool:
-        """Record an epoch; True when it is the best so far."""
-        if val_loss < self.best:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
-            return True
-        self.bad_epochs += 1
-        return False
-
-    @property
-    def should_stop(self) -> bool:
-        return self.bad_epochs >= self.patience
 
 
 def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
@@ -169,44 +142,9 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
     return loss, auroc
 
 
-def _param_groups(model: Classifier, cfg: FinetuneConfig, head_only: bool):
-    head = list(model.head.parameters())
-    if head_only or cfg.linear_probe:
-        return [{"params": head, "lr": cfg.lr}]
-    return [{"params": head, "lr": cfg.lr},
-            {"params": model.encoder.parameters(), "lr": cfg.lr * cfg.encoder_lr_scale}]
-
-
-def train_step(model: Classifier, optimizer, batch: dict, cfg: FinetuneConfig, *,
-               device: torch.device, pos_weight: float, generator: torch.Generator,
-               frozen: bool = False) -> float:
-    """One optimizer step on a batch {"clip": uint8 (B, T, H, W), "label": (B,)}; returns the loss.
-
-    ``frozen``: the encoder runs without gradients (linear probe / head-only epochs).
-    """
-    clips = minmax_scale(batch["clip"].to(device))
-    if cfg.augment:
-        clips = augment_clips(clips, generator=generator)
-    with autocast(device, cfg.precision):
-        if frozen:
-            with torch.no_grad():
-                h = model.encoder(to_model_input(clips))
-            logits = model.head(model.dropout(h.float())).squeeze(1)
-        else:
-            logits = model(to_model_input(clips))
-    loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
-                        smoothing=cfg.label_smoothing)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss.item()
-
-
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
-    # evaluate reuses val_study_predictions.csv (the threshold's source) when present: it belongs
-    # to the model this run replaces, e.g. in a cell re-run after a kill with changed settings.
-    (Path(cfg.out) / "val_study_predictions.csv").unlink(missing_ok=True)
+    clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
     if cfg.lr_grid:
         return _finetune_grid(cfg)
     out = Path(cfg.out)
@@ -231,28 +169,33 @@ def finetune(cfg: FinetuneConfig) -> Path:
                         generator=g, num_workers=cfg.workers, drop_last=False,
                         persistent_workers=cfg.workers > 0)  # an epoch can be a single step
     log = JsonlLog(out / "log.jsonl")
-    (out / "log.jsonl").unlink(missing_ok=True)
-    stopper, best_state, step = EarlyStopping(cfg.patience), None, 0
-    total = cfg.max_steps or cfg.epochs * len(loader)
-    bar = tqdm(total=total, disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
-    optimizer = None
+    log.path.unlink(missing_ok=True)
+    stopper, best_state = _train(cfg, model, dataset, loader, cache, val, log, device=device,
+                                 pos_weight=pos_weight, generator=g)
+    if best_state is None:  # NaN never beats inf: every validation loss was NaN
+        raise RuntimeError(f"{out}: the validation loss was NaN in every epoch (training "
+                           f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
+    model.load_state_dict(best_state)
+    _save_model(model, cfg, meta, cache, out, stopper)
+    return out
+
+
+def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader: DataLoader,
+           cache: VideoCache, val: pd.DataFrame, log: JsonlLog, *, device: torch.device,
+           pos_weight: float, generator: torch.Generator) -> tuple[EarlyStopping, dict | None]:
+    """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
+    the best state (None when no validation loss was a number)."""
+    stopper, best_state, step, optimizer = EarlyStopping(cfg.patience), None, 0, None
+    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), disable=not cfg.progress,
+               desc=f"finetune {cfg.task}", unit="step")
     for epoch in range(cfg.epochs):
-        head_only = epoch < cfg.head_epochs
+        frozen = epoch < cfg.head_epochs or cfg.linear_probe
         if optimizer is None or epoch == cfg.head_epochs:
-            optimizer = torch.optim.Adam(_param_groups(model, cfg, head_only))
-        frozen = head_only or cfg.linear_probe
-        model.train()
-        if frozen:
-            model.encoder.eval()  # frozen BatchNorm statistics too
+            optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=frozen))
         dataset.set_epoch(epoch)
-        losses = []
-        for batch in loader:
-            losses.append(train_step(model, optimizer, batch, cfg, device=device,
-                                     pos_weight=pos_weight, generator=g, frozen=frozen))
-            step += 1
-            bar.update(1)
-            if cfg.max_steps and step >= cfg.max_steps:
-                break
+        losses, step = train_one_epoch(model, optimizer, loader, cfg, step=step, device=device,
+                                       pos_weight=pos_weight, generator=generator,
+                                       frozen=frozen, on_step=lambda: bar.update(1))
         val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight)
         improved = stopper.update(epoch, val_loss)
         if improved:
@@ -263,12 +206,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
             break
     bar.close()
-    if best_state is None:  # NaN never beats inf: every validation loss was NaN
-        raise RuntimeError(f"{out}: the validation loss was NaN in every epoch (training "
-                           f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
-    model.load_state_dict(best_state)
-    _save_model(model, cfg, meta, cache, out, stopper)
-    return out
+    return stopper, best_state
 
 
 def _save_model(model, cfg, meta, cache, out, stopper) -> None:
