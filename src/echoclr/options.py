@@ -22,3 +22,20 @@ def required(text: str):
 def help_text(f: dataclasses.Field) -> str:
     """The help sentence of a config field ('' when it has none)."""
     return f.metadata.get("help", "")
+
+
+# Fields several commands share, with one wording.
+def cache_opt():
+    return opt("", "Cache folder written by `echoclr ingest`.")
+
+
+def model_opt():
+    return opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+
+
+def precision_opt():
+    return opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or fp32.")
+
+
+def device_opt():
+    return opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")

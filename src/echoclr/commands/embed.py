@@ -19,7 +19,7 @@ from echoclr.data.cache import VideoCache
 from echoclr.data.preprocess import check_compatible, preprocessing_of
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
-from echoclr.options import opt
+from echoclr.options import cache_opt, device_opt, opt, precision_opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_any_encoder
 
@@ -28,7 +28,7 @@ from echoclr.weights import load_any_encoder
 class EmbedConfig:
     model: str = opt("", "Fine-tuning run folder or its model.pt, or a pretraining encoder.pt "
                          "or its run folder.")
-    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    cache: str = cache_opt()
     out: str = opt("embeddings.npz", "Output file, .npz or .parquet; the PCA plot (.png) and a "
                                      ".json go beside it.")
     split: str | None = opt(None, "Embed only this split; None: every video of the cache.")
@@ -36,9 +36,8 @@ class EmbedConfig:
                                   "task.")
     clips: int = opt(4, "Evenly spaced clips per video, whose features are averaged.")
     batch_size: int = opt(8, "Videos per forward pass.")
-    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
-                                 "fp32.")
-    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:

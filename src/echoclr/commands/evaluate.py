@@ -17,7 +17,7 @@ from echoclr import metrics, significance
 from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import VideoCache
 from echoclr.inference import predict_videos
-from echoclr.options import opt
+from echoclr.options import device_opt, opt, precision_opt
 from echoclr.runs import VAL_STUDIES, pick_device, read_derived, write_derived
 from echoclr.weights import classifier_path, file_sha256, load_classifier
 
@@ -32,9 +32,8 @@ class EvaluateConfig:
     cache: str | None = opt(None, "Cache to read; None: the one the run was trained on.")
     out: str | None = opt(None, "Folder for the outputs; None: the run folder.")
     batch_size: int = opt(32, "Videos per forward pass.")
-    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
-                                 "fp32.")
-    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:

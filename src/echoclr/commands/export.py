@@ -18,7 +18,7 @@ from torch import nn
 
 from echoclr.atomic import atomic_path, atomic_write_text
 from echoclr.data.preprocess import Preprocessing, preprocessing_of
-from echoclr.options import opt
+from echoclr.options import model_opt, opt
 from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -27,7 +27,7 @@ ONNX_OPSET = 17
 
 @dataclass(frozen=True)
 class ExportConfig:
-    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    model: str = model_opt()
     format: str = opt("torchscript", "Output format: torchscript or onnx.")
     out: str = opt("model.ts", "Exported file; model.onnx when the format is onnx and this is "
                                "left as is.")

@@ -29,7 +29,7 @@ from echoclr.inference import predict_videos
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier, build_encoder
-from echoclr.options import opt
+from echoclr.options import cache_opt, device_opt, opt, precision_opt
 from echoclr.runs import (
     JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
 )
@@ -40,7 +40,7 @@ INITS_WITHOUT_FILE = ("random", "kinetics")
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    cache: str = cache_opt()
     out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
     task: str = opt("lvh", "Binary label column of the manifest to learn.")
     init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
@@ -76,10 +76,9 @@ class FinetuneConfig:
     val_clips: int = opt(4, "Evenly spaced clips per video for the validation after each "
                             "epoch.")
     view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
-    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
-                                 "fp32.")
+    precision: str = precision_opt()
     workers: int = opt(2, "Data-loader processes.")
-    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    device: str = device_opt()
     progress: bool = opt(True, "Show a progress bar.")
 
 
@@ -211,11 +210,12 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
 
 def _save_model(model, cfg, meta, cache, out, stopper) -> None:
     """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
-    info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task, "init": cfg.init, "clip_len": cfg.clip_len,
-                   "period": cfg.period, "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
-                   "preprocessing": cache.preprocessing.to_dict(), "cache": str(Path(cfg.cache).resolve()),
-                   "best_epoch": stopper.best_epoch, "best_val_loss": stopper.best,
-                   "finetune_config": dataclasses.asdict(cfg)}
+    info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
+            "init": cfg.init, "clip_len": cfg.clip_len, "period": cfg.period,
+            "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
+            "preprocessing": cache.preprocessing.to_dict(),  # the cache's record, unchanged
+            "cache": str(Path(cfg.cache).resolve()), "best_epoch": stopper.best_epoch,
+            "best_val_loss": stopper.best, "finetune_config": dataclasses.asdict(cfg)}
     save_classifier(model, out, info)
 
 

@@ -25,7 +25,7 @@ from echoclr.data.video import is_dicom
 from echoclr.data.video_types import VideoReadError
 from echoclr.inference import predict_clips
 from echoclr.metrics import aggregate_by_study
-from echoclr.options import opt
+from echoclr.options import device_opt, model_opt, opt, precision_opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -35,16 +35,15 @@ COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
 
 @dataclass(frozen=True)
 class PredictConfig:
-    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    model: str = model_opt()
     inputs: tuple[str, ...] = opt((), "DICOM files or folders (searched recursively), AVI or "
                                       "MP4 files, or a manifest CSV.")
     out: str = opt("predictions.csv", "Output CSV: one row per video and one per study.")
     clips: int | None = opt(None, "Evenly spaced clips per video; None: the model's eval_clips.")
     salt: str = opt("", "The salt given to ingest, so that DICOM study hashes match the "
                         "training cache's.")
-    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
-                                 "fp32.")
-    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 @dataclass(frozen=True)

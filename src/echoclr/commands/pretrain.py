@@ -26,7 +26,7 @@ from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.sampling import ResumableSampler
 from echoclr.distributed import DistInfo
 from echoclr.models import PretrainModel, build_encoder
-from echoclr.options import opt
+from echoclr.options import cache_opt, opt, precision_opt
 from echoclr.pretraining import (
     CollapseMonitor, PretrainPlan, lr_at, plan_of, train_one_epoch,
 )
@@ -36,7 +36,7 @@ from echoclr.weights import atomic_torch_save, load_weights, save_encoder
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    cache: str = opt("", "Cache folder written by `echoclr ingest`.")
+    cache: str = cache_opt()
     out: str = opt("runs/pretrain", "Run folder: config.json, log.jsonl, checkpoints, "
                                     "encoder.pt.")
     method: str = opt("echoclr", "Pretraining method: echoclr, mi-simclr or simclr.")
@@ -70,8 +70,7 @@ class PretrainConfig:
     reorder_warmup_steps: int = opt(0, "Train frame reordering alone for the first this many "
                                        "steps (echoclr only).")
     proj_batch_norm: bool = opt(False, "BatchNorm in the projection head, against collapse.")
-    precision: str = opt("auto", "auto (bf16 on GPUs and on CPUs with AMX, else fp32), bf16 or "
-                                 "fp32.")
+    precision: str = precision_opt()
     compile: bool = opt(False, "Compile the model with torch.compile.")
     workers: int = opt(2, "Data-loader processes per training process.")
     device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N; under torchrun "

@@ -22,7 +22,7 @@ from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
 from echoclr.inference import clips_to_input, predict_clips
-from echoclr.options import opt
+from echoclr.options import device_opt, model_opt, opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -32,13 +32,13 @@ MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at le
 
 @dataclass(frozen=True)
 class SaliencyConfig:
-    model: str = opt("", "Fine-tuning run folder (model.pt and model.json), or its model.pt.")
+    model: str = model_opt()
     video: str = opt("", "One DICOM, AVI or MP4 file.")
     out: str = opt("saliency", "Output folder: overlay.gif and .mp4, saliency_max.png, "
                                "saliency.npy and .json.")
     max_frames: int = opt(32, "Frames explained, from the start of the preprocessed video.")
     fps: float = opt(10.0, "Playback rate of the overlay videos, frames/s.")
-    device: str = opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+    device: str = device_opt()
 
 
 def target_layer(encoder: nn.Module) -> nn.Module:
@@ -184,9 +184,9 @@ def plot_max_over_time(frames: np.ndarray, maps: np.ndarray, out_png: str | Path
 def saliency(cfg: SaliencyConfig) -> Path:
     """Explain one video: preprocess it as the training cache, Grad-CAM over its first
     ``max_frames`` frames (:func:`explain_window`: the encoders pool globally, so a whole window
-    goes through as one clip per frame offset, without stitching); write the overlay as GIF and MP4, the max-over-time PNG, ``saliency.npy``
-    (float32 (T, H, W), in the model's preprocessed frame space) and ``saliency.json``.
-    Returns the output folder.
+    goes through as one clip per frame offset, without stitching); write the overlay as GIF and
+    MP4, the max-over-time PNG, ``saliency.npy`` (float32 (T, H, W), in the model's preprocessed
+    frame space) and ``saliency.json``. Returns the output folder.
     """
     if cfg.max_frames < 1:
         raise ValueError(f"saliency: max_frames must be >= 1, got {cfg.max_frames}")
