@@ -80,10 +80,11 @@ def test_top_level_help_imports_no_command_module():
 
     code = ("import sys\nfrom echoclr.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('RESULT', sorted(m for m in ('torch', 'echoclr.commands.pretrain', 'echoclr.commands.finetune') "
-            "if m in sys.modules))\n"
+            "print('RESULT', sorted(m for m in ('torch', 'echoclr.commands.pretrain', "
+            "'echoclr.commands.finetune') if m in sys.modules))\n"
             "try:\n    main(['synth', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('RESULT', 'echoclr.commands.synth' in sys.modules, 'echoclr.commands.pretrain' in sys.modules)\n")
+            "print('RESULT', 'echoclr.commands.synth' in sys.modules, "
+            "'echoclr.commands.pretrain' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert [line for line in out if line.startswith("RESULT")] == ["RESULT []",
