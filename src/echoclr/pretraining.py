@@ -92,11 +92,11 @@ def plan_of(cfg) -> PretrainPlan:
         raise ValueError(f"reorder_input must be one of {REORDER_INPUTS}, "
                          f"got {cfg.reorder_input!r}")
     reorders = cfg.method == "echoclr"
-    for name, value in (("reorder_warmup_steps", cfg.reorder_warmup_steps),
-                        ("reorder_input", cfg.reorder_input != "shared" and cfg.reorder_input)):
-        if value and not reorders:
-            raise ValueError(f"{name}={value!r} needs method 'echoclr' (frame reordering), "
-                             f"not {cfg.method!r}")
+    for name, used in (("reorder_warmup_steps", cfg.reorder_warmup_steps != 0),
+                       ("reorder_input", cfg.reorder_input != "shared")):
+        if used and not reorders:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} needs method 'echoclr' (frame "
+                             f"reordering), not {cfg.method!r}")
     if reorders and not 2 <= cfg.clip_len <= MAX_REORDER_CLIP_LEN:
         raise ValueError(f"--clip-len {cfg.clip_len}: frame reordering (method echoclr) "
                          f"classifies clip_len! orderings and needs 2 <= clip_len <= "
