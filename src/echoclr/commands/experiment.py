@@ -41,7 +41,7 @@ class ExperimentConfig:
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """The parsed TOML."""
+    """What an experiment runs: from a TOML file (`from_toml`) or a demo preset (`from_dict`)."""
 
     cache: str
     tasks: tuple[str, ...] = ("lvh", "severe_as")
