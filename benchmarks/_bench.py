@@ -7,8 +7,9 @@ import statistics
 import time
 from pathlib import Path
 
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.commands.synth import synthesize
+from echoclr.synth.cohort import SynthConfig
 
 
 def summary(values, unit: str) -> str:

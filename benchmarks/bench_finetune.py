@@ -34,8 +34,10 @@ import torch
 from _bench import rate, run_steps, summary, synthetic_cache  # benchmarks/_bench.py
 from torch.utils.data import DataLoader
 
-from echoclr.data.datasets import ClipDataset, VideoCache
-from echoclr.finetune import FinetuneConfig, build_classifier, select_rows, train_step
+from echoclr.commands.finetune import FinetuneConfig, build_classifier, select_rows
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset
+from echoclr.finetuning import train_step
 from echoclr.inference import predict_videos
 from echoclr.runs import resolve_precision
 

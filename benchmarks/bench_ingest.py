@@ -29,7 +29,7 @@ from pydicom.uid import (  # noqa: E402
     ExplicitVRLittleEndian, JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage, generate_uid,
 )
 
-from echoclr.data.ingest import IngestConfig, ingest  # noqa: E402
+from echoclr.commands.ingest import IngestConfig, ingest  # noqa: E402
 from echoclr.data.video import read_video, write_video  # noqa: E402
 
 

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 
 import echoclr
-from echoclr.data.datasets import VideoCache
-from echoclr.data.ingest import IngestConfig, write_cache_index, video_key
+from echoclr.data.cache import VideoCache, video_key, write_cache_index
+from echoclr.data.preprocess import Preprocessing
 
 try:
     import psutil
@@ -75,9 +75,9 @@ def write_cache(root: Path, n_videos: int, *, frames: int, size: int, per_study:
         records[i] = {"n_frames": frames, "fps": fps, "source_fps": fps, "fps_from": "manifest",
                       "height": size, "width": size, "meta": {}, "preprocess": {}}
         key.with_suffix(".json").write_text(json.dumps(records[i], indent=1))
-    cfg = IngestConfig(manifest=str(root / "source_manifest.csv"), out=str(root), size=size,
-                       max_frames=frames)
-    write_cache_index(root, cfg, df, records, skipped=[])
+    prep = Preprocessing(size=size, max_frames=frames, min_fps=25.0, target_fps=None)
+    write_cache_index(root, {"manifest": str(root / "source_manifest.csv"), "out": str(root)},
+                      prep, df, records, skipped=[])
     cache = VideoCache(root)
     rows = cache.rows("train", "PLAX")
     assert len(rows) == n_videos and cache.open(rows["path"][0]).shape == (frames, size, size)

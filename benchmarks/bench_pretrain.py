@@ -22,7 +22,8 @@ import torch
 from _bench import rate, run_steps, synthetic_cache  # benchmarks/_bench.py
 from torch.utils.data import DataLoader, Dataset
 
-from echoclr.data.datasets import StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.transforms import augment_clips, minmax_scale, permute_frames, to_model_input
 from echoclr.losses import nt_xent, reorder_loss
 from echoclr.models import PretrainModel, build_encoder

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from echoclr.data.synth import SynthConfig, synthesize
+from echoclr.commands.synth import synthesize
+from echoclr.synth.cohort import SynthConfig
 
 
 def main() -> None:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from echoclr.cli import build_parser, main
-from echoclr.data.datasets import ClipDataset, StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset, StudyPairDataset
 
 
 def test_synth_then_ingest_feeds_the_datasets(tmp_path):
@@ -51,7 +52,7 @@ def test_every_command_is_wired():
 
 def test_config_file_sets_defaults_and_flags_override(tmp_path):
     from echoclr.cli import config_from_args
-    from echoclr.pretrain import PretrainConfig
+    from echoclr.commands.pretrain import PretrainConfig
 
     toml = tmp_path / "p.toml"
     toml.write_text('lr = 0.01\nbatch_size = 7\nmethod = "simclr"\n')
@@ -79,11 +80,40 @@ def test_top_level_help_imports_no_command_module():
 
     code = ("import sys\nfrom echoclr.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('RESULT', sorted(m for m in ('torch', 'echoclr.pretrain', 'echoclr.finetune') "
-            "if m in sys.modules))\n"
+            "print('RESULT', sorted(m for m in ('torch', 'echoclr.commands.pretrain', "
+            "'echoclr.commands.finetune') if m in sys.modules))\n"
             "try:\n    main(['synth', '--help'])\nexcept SystemExit:\n    pass\n"
-            "print('RESULT', 'echoclr.data.synth' in sys.modules, 'echoclr.pretrain' in sys.modules)\n")
+            "print('RESULT', 'echoclr.commands.synth' in sys.modules, "
+            "'echoclr.commands.pretrain' in sys.modules)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
     assert [line for line in out if line.startswith("RESULT")] == ["RESULT []",
                                                                    "RESULT True False"]
+
+
+def test_every_flag_has_one_complete_help_sentence_and_its_default():
+    """Help comes from the config fields' metadata: a whole sentence each (nothing cut at a line
+    end), then the default exactly once (booleans too), or "(required)"."""
+    import dataclasses
+
+    from echoclr.cli import COMMANDS, command_module
+    from echoclr.options import help_text
+
+    for name, (cls_name, _, positional, _) in COMMANDS.items():
+        for f in dataclasses.fields(getattr(command_module(name), cls_name)):
+            text = help_text(f)
+            assert text[:1].isalpha() and text.endswith("."), (name, f.name, text)
+            assert "(default" not in text, (name, f.name, text)
+        sub = build_parser(name)._subparsers._group_actions[0].choices[name]
+        for action in sub._actions:
+            if action.dest in ("help", "config_file") or action.dest in positional:
+                continue
+            given = action.help.count("(default: ") + action.help.count("(required)")
+            assert given == 1, (name, action.dest, action.help)
+    def shown(command):
+        parser = build_parser(command)._subparsers._group_actions[0].choices[command]
+        return " ".join(parser.format_help().split())
+
+    assert "--augment, --no-augment Apply the paper's crop, flip and rotation to pretraining " \
+           "clips. (default: True)" in shown("pretrain")
+    assert "(paper: all, even at 1 %)." in shown("finetune")  # % reaches the screen as %

@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from echoclr.models import load_encoder
+from echoclr.weights import load_encoder
 
 
 def _free_port() -> int:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from _model_fixtures import PREPROCESSING, tiny_classifier, write_tiny_model
-from echoclr.embed import EmbedConfig, embed
-from echoclr.models import save_encoder
+from echoclr.commands.embed import EmbedConfig, embed
+from echoclr.weights import save_encoder
 
 
 def test_npz_has_video_rows_study_means_and_a_plot(tiny_cache, tmp_path):

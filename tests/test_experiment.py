@@ -6,7 +6,7 @@ import json
 
 import pandas as pd
 
-from echoclr.experiment import ExperimentConfig, run_experiment
+from echoclr.commands.experiment import ExperimentConfig, run_experiment
 
 
 def write_spec(path, cache):

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from _model_fixtures import write_tiny_model
-from echoclr import export as export_module
-from echoclr.export import ExportConfig, ProbabilityModel, export, run_exported
-from echoclr.inference import load_classifier
+from echoclr.commands import export as export_module
+from echoclr.commands.export import ExportConfig, ProbabilityModel, export, run_exported
+from echoclr.weights import load_classifier
 
 
 @pytest.mark.parametrize("fmt,name", [("torchscript", "m.ts"), ("onnx", "m.onnx")])

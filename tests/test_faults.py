@@ -23,11 +23,13 @@ import torch
 
 from _video_fixtures import echo_frames
 from echoclr import cli
-from echoclr.data import ingest as ingest_module
-from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.data import cache as ingest_module
 from echoclr.data.video import write_video
-from echoclr.finetune import FinetuneConfig, finetune
-from echoclr.runs import JsonlLog, atomic_torch_save
+from echoclr.runs import JsonlLog
+from echoclr.weights import atomic_torch_save, file_sha256
 
 N_VIDEOS = 20
 
@@ -328,3 +330,25 @@ def test_refinetune_discards_the_old_models_val_predictions(tiny_cache, tmp_path
                             width=4, clip_len=4, batch_size=12, epochs=1, workers=0,
                             progress=False, val_clips=1, precision="fp32"))
     assert not (run / "val_study_predictions.csv").exists()
+
+
+def test_evaluate_reuses_val_predictions_only_of_the_current_model(tiny_cache, tmp_path):
+    """evaluate keeps its validation studies with the model's fingerprint and recomputes them
+    for any other model (e.g. a model.pt copied over the old one), so its threshold never
+    comes from another model."""
+    run = finetune(FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",
+                                  encoder="r3d_tiny", width=4, clip_len=4, batch_size=12,
+                                  epochs=1, workers=0, progress=False, val_clips=1,
+                                  precision="fp32"))
+    evaluate = EvaluateConfig(run=str(run), clips=1, n_resamples=10, precision="fp32")
+    first = evaluate_run(evaluate)
+    val, side = run / "val_study_predictions.csv", run / "val_study_predictions.json"
+    key = json.loads(side.read_text())
+    assert key["model_sha256"] == file_sha256(run / "model.pt")
+    planted = "study_id,y_true,y_score,n_videos\nS006,1,0.0,1\n"  # one class: threshold 0.5
+    val.write_text(planted)
+    side.write_text(json.dumps(key | {"model_sha256": "0" * 64}))  # another model's
+    assert evaluate_run(evaluate)["threshold"] == first["threshold"]  # recomputed
+    assert val.read_text() != planted and json.loads(side.read_text()) == key
+    val.write_text(planted)  # the current model's (its fingerprint): reused as it is
+    assert evaluate_run(evaluate)["threshold_rule"].startswith("0.5")

@@ -8,9 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from echoclr.finetune import EarlyStopping, FinetuneConfig, build_classifier, finetune, smoothed_bce
-from echoclr.models import build_encoder, save_encoder
+from echoclr.commands.finetune import FinetuneConfig, build_classifier, finetune
+from echoclr.finetuning import EarlyStopping
+from echoclr.losses import smoothed_bce
+from echoclr.models import build_encoder
 from echoclr.runs import JsonlLog
+from echoclr.weights import save_encoder
 
 
 def test_smoothed_bce_applies_smoothing_and_class_weight():
@@ -92,7 +95,7 @@ def test_finetune_smoke_run_with_patience(tiny_cache, tmp_path):
 
 
 def test_diverged_run_says_so_instead_of_crashing(tiny_cache, tmp_path, monkeypatch):
-    import echoclr.finetune as ft
+    import echoclr.commands.finetune as ft
 
     monkeypatch.setattr(ft, "_validate", lambda *a, **k: (float("nan"), float("nan")))
     cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",

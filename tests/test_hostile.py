@@ -18,12 +18,13 @@ import torch
 
 from _video_fixtures import echo_frames, write_dicom
 from echoclr import cli
-from echoclr.data.datasets import ClipDataset, StudyPairDataset, VideoCache
-from echoclr.data.ingest import IngestConfig, ingest
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset, StudyPairDataset
 from echoclr.data.manifest import ManifestError, label_fraction_studies
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.data.video import write_video
-from echoclr.finetune import FinetuneConfig, finetune
 from echoclr.models import Classifier, PretrainModel, build_encoder
 
 # Files that must be skipped: manifest path → words its reason in ingest_report.csv contains.

@@ -11,11 +11,12 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, make_archive
-from echoclr.data.ingest import (
-    IngestConfig, ingest, preprocess, resize_area, video_key,
-)
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.data.cache import video_key
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
-from echoclr.data.video import Video, read_video
+from echoclr.data.preprocess import preprocess, resize_area
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video
 
 SALT = "pepper-7f3a-secret"
 
@@ -181,7 +182,7 @@ def test_manifest_problems_stop_before_decoding(tmp_path):
     (30.0, 50.0, ("file", 30.0)), (None, 50.0, ("manifest", 50.0)), (None, None, ("default", 30.0))])
 def test_sidecar_says_where_the_frame_rate_came_from(tmp_path, monkeypatch, file_fps, manifest_fps,
                                                      expected):
-    import echoclr.data.ingest as ingest_module
+    import echoclr.data.cache as ingest_module
 
     frames = np.random.default_rng(0).integers(0, 255, (12, 24, 24), dtype=np.uint8)
     monkeypatch.setattr(ingest_module, "read_video",

@@ -14,11 +14,13 @@ from pydicom.data import get_testdata_file
 from _model_fixtures import write_tiny_model
 from _video_fixtures import PHI, echo_frames
 from echoclr.cli import main
-from echoclr.data.datasets import VideoCache
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.video import hash_identifier, write_video
-from echoclr.inference import load_classifier, predict_videos
-from echoclr.predict import PredictConfig, predict
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.commands.predict import PredictConfig, predict
+from echoclr.data.cache import VideoCache
+from echoclr.data.dicom import hash_identifier
+from echoclr.data.video import write_video
+from echoclr.inference import predict_videos
+from echoclr.weights import load_classifier
 
 
 def _real_dicom_with_phi(path):

@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from echoclr.models import load_encoder
-from echoclr.pretrain import CollapseMonitor, PretrainConfig, pretrain
+from echoclr.commands.pretrain import PretrainConfig, pretrain
+from echoclr.pretraining import CollapseMonitor
 from echoclr.runs import JsonlLog
+from echoclr.weights import load_encoder
 
 
 def cfg_for(cache, out, **kw):
@@ -66,7 +67,7 @@ def test_unknown_method_rejected(tiny_cache, tmp_path):
 @pytest.mark.parametrize("augment", [True, False])
 def test_make_views_permutes_frames_with_and_without_augmentation(augment):
     from echoclr.data.transforms import minmax_scale, permutations
-    from echoclr.pretrain import make_views
+    from echoclr.pretraining import make_views
 
     g = torch.Generator().manual_seed(0)
     clip_a = torch.rand(3, 4, 16, 16, generator=g)
@@ -87,7 +88,7 @@ def test_make_views_permutes_frames_with_and_without_augmentation(augment):
 
 def test_make_views_separate_reorder_input_keeps_contrastive_views_in_order():
     from echoclr.data.transforms import minmax_scale, permutations
-    from echoclr.pretrain import make_views
+    from echoclr.pretraining import make_views
 
     g = torch.Generator().manual_seed(0)
     clip_a = torch.rand(3, 4, 16, 16, generator=g)
@@ -122,17 +123,14 @@ def test_separate_reorder_input_trains_and_logs_both_losses(tiny_cache, tmp_path
         pretrain(cfg_for(tiny_cache, tmp_path / "bad", reorder_input="both"))
 
 
-@pytest.mark.parametrize("weight", [0.0, 0.25])
-def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path, weight):
+def test_reorder_warmup_trains_reordering_alone_first(tiny_cache, tmp_path):
     run = tmp_path / "warm"
-    pretrain(cfg_for(tiny_cache, run, method="echoclr", max_steps=3, reorder_warmup_steps=2,
-                     warmup_contrastive_weight=weight))
+    pretrain(cfg_for(tiny_cache, run, method="echoclr", max_steps=3, reorder_warmup_steps=2))
     rows = JsonlLog(run / "log.jsonl").rows()
-    # During the warm-up the optimised loss is the reorder loss plus the down-weighted NT-Xent
-    # (by default: the reorder loss alone); afterwards both terms at full weight.
+    # During the warm-up the optimised loss is the reorder loss alone; afterwards both terms.
     assert len(rows) == 3
     for row in rows:
-        expected = row["reorder_loss"] + row["nt_xent"] * (1.0 if row["step"] > 2 else weight)
+        expected = row["reorder_loss"] + row["nt_xent"] * (1.0 if row["step"] > 2 else 0.0)
         assert row["loss"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="reorder_warmup_steps"):
         pretrain(cfg_for(tiny_cache, tmp_path / "bad", method="mi-simclr", reorder_warmup_steps=2))
@@ -153,16 +151,32 @@ def test_collapse_verdict_ignores_a_reordering_only_warm_up():
     assert "collapsed" in monitor.verdict(stuck, after_step=300)
 
 
-def test_mlp_reorder_head_trains_and_leaves_the_exported_encoder_unchanged(tiny_cache, tmp_path):
-    linear = pretrain(cfg_for(tiny_cache, tmp_path / "linear", max_steps=2))
-    mlp = pretrain(cfg_for(tiny_cache, tmp_path / "mlp", max_steps=2, reorder_head="mlp"))
-    state = torch.load(tmp_path / "mlp" / "checkpoint.pt", weights_only=True)["model"]
-    hidden = state["reorder.0.weight"]
-    assert hidden.shape == (32, 32)  # F x F with F = 8 * width
-    assert state["reorder.3.weight"].shape == (24, 32)  # 4! orderings
-    # The head is a pretraining device only: encoder.pt holds the same keys either way.
-    assert torch.load(mlp, weights_only=True).keys() == torch.load(linear, weights_only=True).keys()
-    rows = JsonlLog(tmp_path / "mlp" / "log.jsonl").rows()
-    assert all(0.0 <= r["reorder_acc"] <= 1.0 for r in rows)
-    with pytest.raises(ValueError, match="reorder head"):
-        pretrain(cfg_for(tiny_cache, tmp_path / "bad", reorder_head="conv"))
+@pytest.mark.parametrize("clip_len", [1, 6, 10])
+def test_clip_len_the_reordering_head_cannot_have_is_refused_before_it_is_built(
+        tiny_cache, tmp_path, clip_len):
+    # 10! = 3,628,800 orderings: the head would be built (and memory spent) before any check.
+    with pytest.raises(ValueError, match=f"--clip-len {clip_len}: frame reordering"):
+        pretrain(cfg_for(tiny_cache, tmp_path / "run", clip_len=clip_len))
+    assert not (tmp_path / "run").exists()
+    assert pretrain(cfg_for(tiny_cache, tmp_path / "simclr", method="simclr", clip_len=6,
+                            max_steps=1)).is_file()  # no reordering: any clip length
+
+
+def test_device_under_torchrun_gets_the_process_index(monkeypatch):
+    """`--device cuda` under torchrun means this process's GPU, so DDP gets an index."""
+    from echoclr.distributed import torchrun_local_rank
+    from echoclr.runs import pick_device
+
+    env = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}
+    assert torchrun_local_rank(env) == 1 and torchrun_local_rank({}) is None
+    assert pick_device("cuda", local_rank=torchrun_local_rank(env)) == torch.device("cuda", 1)
+    assert pick_device("cuda:0", local_rank=1) == torch.device("cuda", 0)  # explicit index kept
+    assert pick_device("cuda") == torch.device("cuda")  # one process: as given
+    assert pick_device("cpu", local_rank=1) == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto", local_rank=2) == torch.device("cuda", 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto", local_rank=2) == torch.device("cpu")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert torchrun_local_rank() == 1

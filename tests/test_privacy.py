@@ -19,12 +19,16 @@ from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
-from echoclr.data.ingest import IngestConfig, ingest, preprocess, video_key
+from echoclr.commands.finetune import FinetuneConfig, build_classifier
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.data.cache import video_key
+from echoclr.data.dicom import hash_identifier
 from echoclr.data.manifest import ManifestError
-from echoclr.data.video import Video, hash_identifier, read_video
-from echoclr.finetune import FinetuneConfig, build_classifier
-from echoclr.inference import load_classifier
-from echoclr.models import Classifier, build_encoder, load_encoder
+from echoclr.data.preprocess import preprocess
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video
+from echoclr.models import Classifier, build_encoder
+from echoclr.weights import load_classifier, load_encoder
 
 MORE_PHI = {
     "AccessionNumber": "ACC-55501234",

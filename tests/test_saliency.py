@@ -10,10 +10,10 @@ from PIL import Image
 
 from _model_fixtures import tiny_classifier, write_tiny_model
 from _video_fixtures import echo_frames
+from echoclr.commands.saliency import SaliencyConfig, explain_window, gradcam, saliency
 from echoclr.data.video import read_video, write_video
 from echoclr.inference import clips_to_input
 from echoclr.models import Classifier, TinyR3D
-from echoclr.saliency import SaliencyConfig, explain_window, gradcam, saliency
 
 
 def blob_video(t: int = 16, size: int = 64, radius: float = 7.0) -> tuple[np.ndarray, np.ndarray]:

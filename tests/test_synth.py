@@ -13,8 +13,9 @@ import pydicom
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from echoclr.data.synth import MANIFEST_COLUMNS, SynthConfig, sample_cohort, study_for, synthesize
-from echoclr.data.synth_render import heart_to_pixel, render_video
+from echoclr.commands.synth import synthesize
+from echoclr.synth.cohort import MANIFEST_COLUMNS, SynthConfig, sample_cohort, study_for
+from echoclr.synth.render import heart_to_pixel, render_video
 
 TINY = dict(patients=6, seed=3, size=32, frames_min=6, frames_max=10, other_view_prob=0.5,
             dicom_fraction=0.3)
@@ -177,7 +178,7 @@ def test_rendered_septum_thickens_with_the_anatomy_parameter():
         thickness[mm] = septum_thickness_px(dataclasses.replace(base, anatomy=heart), 96)
     values = list(thickness.values())
     assert all(b > a for a, b in zip(values, values[1:], strict=False)), thickness
-    from echoclr.data.synth_render import fan_geometry
+    from echoclr.synth.render import fan_geometry
 
     depth, _, _, radius = fan_geometry(base, base.clips[0], 96)
     slope = (thickness[16.0] - thickness[7.0]) / 9.0  # px per mm of wall

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from echoclr.data.transforms import (
-    augment_clips, clip_indices, evenly_spaced_clips, evenly_spaced_starts, gamma_jitter,
+    augment_clips, clip_indices, evenly_spaced_clips, evenly_spaced_starts,
     minmax_scale, permutation_index, permutations, permute_frames, random_start, sample_clip,
     to_model_input,
 )
@@ -102,20 +102,3 @@ def test_to_model_input_layout():
     x = to_model_input(torch.rand(2, 4, 8, 8))
     assert x.shape == (2, 3, 4, 8, 8)
     assert x.is_contiguous(memory_format=torch.channels_last_3d)
-
-
-def test_gamma_jitter_is_one_monotone_curve_per_clip_within_bounds():
-    clips = torch.rand(6, 3, 5, 5)
-    clips[:, 0, 0, 0], clips[:, 0, 0, 1] = 0.0, 1.0
-    assert gamma_jitter(clips, 0.0) is clips
-    out = gamma_jitter(clips, 0.5, generator=torch.Generator().manual_seed(1))
-    assert torch.all(out[:, 0, 0, 0] == 0) and torch.all(out[:, 0, 0, 1] == 1)
-    inner = (clips > 0.01) & (clips < 0.99)
-    g = torch.log(out) / torch.log(clips)  # the exponent each pixel saw
-    for b in range(6):  # one exponent per clip, inside exp(+-0.5), so grey order is kept
-        gb = g[b][inner[b]]
-        assert torch.allclose(gb, gb[0].expand_as(gb), rtol=1e-4)
-        assert np.exp(-0.5) <= gb[0] <= np.exp(0.5)
-    assert g[inner].std() > 0.01  # clips drew different curves
-    again = gamma_jitter(clips, 0.5, generator=torch.Generator().manual_seed(1))
-    assert torch.equal(out, again)

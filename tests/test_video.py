@@ -8,10 +8,10 @@ from pydicom.pixels import convert_color_space
 from pydicom.uid import RLELossless
 
 from _video_fixtures import PHI, echo_frames, pack_ybr_full_422, write_dicom
-from echoclr.data import video as video_module
-from echoclr.data.video import (
-    Video, VideoReadError, hash_identifier, read_video, to_grayscale, write_video,
-)
+from echoclr.data import video_types as video_module
+from echoclr.data.dicom import hash_identifier
+from echoclr.data.video import read_video, write_video
+from echoclr.data.video_types import Video, VideoReadError, to_grayscale
 
 REAL_DICOMS = ["examples_ybr_color.dcm", "examples_palette.dcm", "examples_rgb_color.dcm",
                "examples_jpeg2k.dcm"]

@@ -1,14 +1,32 @@
 """Atomic file writes: a reader (or a resumed job) sees the old file or the new one, never half.
 
-Torch-free, so the data layer can use it; ``runs.atomic_torch_save`` builds on it.
+Torch-free, so the data layer can use it; :func:`echoclr.weights.atomic_torch_save` builds on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path in the same folder; rename it over ``path`` when the block ends
+    without an exception. Whatever happens, no temporary file is left behind.
+
+    For writers that need a file name rather than a file object (exporters, parity checks that
+    read the file back before it counts).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:  # a failed write (disk full, read-only) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *,
@@ -18,17 +36,12 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object], *,
     ``fsync`` flushes the data to disk before the rename (checkpoints: a crash right after
     cannot leave a renamed but empty file).
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             write(f)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:  # a failed write (disk full, read-only) leaves no temporary file behind
-        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -1,7 +1,8 @@
 """Command line: parses arguments into each command's config dataclass and dispatches.
 
-Flags are generated from the dataclass fields (help text from their trailing comments);
-``--config FILE.toml`` sets defaults, flags override. No logic lives here.
+Flags are generated from the dataclass fields, their help from the fields' metadata
+(:func:`echoclr.options.opt`); ``--config-file FILE.toml`` sets defaults, flags override.
+Only the chosen command's module (``echoclr.commands.NAME``) is imported. No logic lives here.
 """
 
 from __future__ import annotations
@@ -9,48 +10,46 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import inspect
 import json
-import re
 import sys
 import tomllib
 import typing
 from pathlib import Path
 
-# command → (module, config class, function, positional fields, summary)
+from echoclr.options import help_text
+
+# command → (config class, function, positional fields, summary); module echoclr.commands.NAME
 COMMANDS = {
-    "synth": ("echoclr.data.synth", "SynthConfig", "synthesize", ("out",),
-              "write the synthetic echo cohort (AVI + DICOM + manifest.csv)"),
-    "ingest": ("echoclr.data.ingest", "IngestConfig", "ingest", ("manifest",),
-               "decode, mask, resize and cache an archive listed in a manifest"),
-    "pretrain": ("echoclr.pretrain", "PretrainConfig", "pretrain", ("cache",),
-                 "self-supervised pretraining (echoclr | mi-simclr | simclr)"),
-    "finetune": ("echoclr.finetune", "FinetuneConfig", "finetune", ("cache",),
-                 "fine-tune a classifier on a fraction of labeled studies"),
-    "evaluate": ("echoclr.evaluate", "EvaluateConfig", "evaluate_run", ("run",),
-                 "study-level metrics with 95 % bootstrap CIs for a fine-tuned run"),
-    "experiment": ("echoclr.experiment", "ExperimentConfig", "run_experiment", ("config",),
-                   "the label-efficiency experiment: pretrain, fine-tune every cell, report"),
-    "demo": ("echoclr.demo", "DemoConfig", "run_demo", (),
-             "the whole study on the built-in synthetic cohort, on a CPU, in minutes"),
-    "predict": ("echoclr.predict", "PredictConfig", "predict", ("model", "inputs"),
-                "probabilities for new videos/studies (DICOM, AVI/MP4 or a manifest)"),
-    "saliency": ("echoclr.saliency", "SaliencyConfig", "saliency", ("model", "video"),
-                 "Grad-CAM per frame, as an overlay video and a max-over-time PNG"),
-    "embed": ("echoclr.embed", "EmbedConfig", "embed", ("model", "cache"),
-              "encoder features per video and study, with a 2-D projection plot"),
-    "export": ("echoclr.export", "ExportConfig", "export", ("model",),
-               "export a fine-tuned model to TorchScript or ONNX"),
+    "synth": ("SynthConfig", "synthesize", ("out",),
+              "Write the synthetic echo cohort (AVI + DICOM + manifest.csv)."),
+    "ingest": ("IngestConfig", "ingest", ("manifest",),
+               "Decode, mask, resize and cache an archive listed in a manifest."),
+    "pretrain": ("PretrainConfig", "pretrain", ("cache",),
+                 "Self-supervised pretraining (echoclr, mi-simclr or simclr)."),
+    "finetune": ("FinetuneConfig", "finetune", ("cache",),
+                 "Fine-tune a classifier on a fraction of the labeled studies."),
+    "evaluate": ("EvaluateConfig", "evaluate_run", ("run",),
+                 "Study-level metrics with 95 % bootstrap CIs for a fine-tuned run."),
+    "compare": ("CompareConfig", "compare", ("run_a", "run_b"),
+                "DeLong test and paired bootstrap of the AUROC difference of two runs."),
+    "experiment": ("ExperimentConfig", "run_experiment", ("config",),
+                   "The label-efficiency experiment: pretrain, fine-tune every cell, report."),
+    "demo": ("DemoConfig", "run_demo", (),
+             "The whole study on the built-in synthetic cohort, on a CPU, in minutes."),
+    "predict": ("PredictConfig", "predict", ("model", "inputs"),
+                "Probabilities for new videos and studies (DICOM, AVI/MP4 or a manifest)."),
+    "saliency": ("SaliencyConfig", "saliency", ("model", "video"),
+                 "Grad-CAM per frame, as an overlay video and a max-over-time PNG."),
+    "embed": ("EmbedConfig", "embed", ("model", "cache"),
+              "Encoder features per video and study, with a 2-D projection plot."),
+    "export": ("ExportConfig", "export", ("model",),
+               "Export a fine-tuned model to TorchScript or ONNX."),
 }
 
 
-def _field_help(cls) -> dict[str, str]:
-    """Trailing ``# comment`` of each dataclass field, used as its --help text."""
-    try:
-        source = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    return dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.+)$", source, flags=re.M))
+def command_module(name: str):
+    """The module of command ``name``."""
+    return importlib.import_module(f"echoclr.commands.{name}")
 
 
 def _scalar_type(tp):
@@ -71,20 +70,23 @@ def _required(f: dataclasses.Field) -> bool:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) -> None:
+    """One argument per field of the config dataclass ``cls``; help from the field's metadata,
+    followed by its default (or "required")."""
     hints = typing.get_type_hints(cls)
-    helps = _field_help(cls)
     for f in dataclasses.fields(cls):
         tp, nargs = _scalar_type(hints[f.name])
-        text = helps.get(f.name, "").replace("%", "%%")  # argparse formats help with %
+        text = help_text(f).replace("%", "%%")  # argparse formats help with %
+        flag = f"--{f.name.replace('_', '-')}"
         if f.name in positional:
             parser.add_argument(f.name, type=tp, nargs="+" if nargs else None, help=text)
-        elif tp is bool:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name,
-                                action=argparse.BooleanOptionalAction, default=None, help=text)
+            continue
+        given = "(required)" if _required(f) else f"(default: {f.default!r})"
+        if tp is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"{text} {given}")
         else:
-            given = "required" if _required(f) else f"default: {f.default!r}"
-            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=tp,
-                                nargs=nargs, default=None, help=f"{text} ({given})")
+            parser.add_argument(flag, dest=f.name, type=tp, nargs=nargs, default=None,
+                                help=f"{text} {given}")
 
 
 def config_from_args(cls, args: argparse.Namespace):
@@ -116,19 +118,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="echoclr", description="Label-efficient echocardiography with EchoCLR pretraining.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (module, cls_name, _, positional, summary) in COMMANDS.items():
+    for name, (cls_name, _, positional, summary) in COMMANDS.items():
         summary = summary.replace("%", "%%")  # argparse formats help with %
         p = sub.add_parser(name, help=summary, description=summary)
         if command is not None and name != command:
             continue
-        cls = getattr(importlib.import_module(module), cls_name)
-        add_config_arguments(p, cls, positional)
-        p.add_argument("--config-file", dest="config_file", help="TOML file of defaults")
-    cmp = sub.add_parser("compare", help="DeLong test + paired bootstrap ΔAUROC of two runs")
-    cmp.add_argument("run_a")
-    cmp.add_argument("run_b")
-    cmp.add_argument("--n-resamples", type=int, default=1000)
-    cmp.add_argument("--seed", type=int, default=0)
+        add_config_arguments(p, getattr(command_module(name), cls_name), positional)
+        p.add_argument("--config-file", dest="config_file", help="TOML file of defaults.")
     return parser
 
 
@@ -137,23 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     # The command is the first word (the top-level parser has no options besides --help).
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command).parse_args(argv)
-    if args.command == "compare":
-        from echoclr.evaluate import compare_runs
-
-        print(json.dumps(compare_runs(args.run_a, args.run_b, n_resamples=args.n_resamples,
-                                      seed=args.seed), indent=2, default=float))
-        return 0
-    module, cls_name, fn_name, _, _ = COMMANDS[args.command]
-    mod = importlib.import_module(module)
-    cfg = config_from_args(getattr(mod, cls_name), args)
-    result = getattr(mod, fn_name)(cfg)
-    return _report(args.command, result)
+    cls_name, fn_name, _, _ = COMMANDS[args.command]
+    module = command_module(args.command)
+    cfg = config_from_args(getattr(module, cls_name), args)
+    return _report(args.command, getattr(module, fn_name)(cfg))
 
 
 def _report(command: str, result) -> int:
-    """Print a command's result; exit status 1 when an ingest skipped files."""
+    """Print a command's result; exit status 1 when an ingest skipped files or a prediction
+    failed."""
     if command == "ingest":
-        print(result.summary() if hasattr(result, "summary") else result)
+        print(result.summary())
         return 1 if result.n_skipped else 0
     if command == "predict":
         import pandas as pd
@@ -165,6 +155,9 @@ def _report(command: str, result) -> int:
     if command == "evaluate":
         s = result["study"]["auroc"]
         print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+        return 0
+    if command == "compare":
+        print(json.dumps(result, indent=2, default=float))
         return 0
     if result is not None:
         print(result)

@@ -7,11 +7,14 @@ LOCAL_RANK, MASTER_ADDR/PORT); with no RANK set the same code runs as one proces
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
+
+from echoclr.runs import pick_device
 
 
 @dataclass(frozen=True)
@@ -26,19 +29,24 @@ class DistInfo:
         return self.rank == 0
 
 
+def torchrun_local_rank(environ: Mapping[str, str] | None = None) -> int | None:
+    """This process's LOCAL_RANK when torchrun started it (it sets RANK), else None."""
+    environ = os.environ if environ is None else environ
+    return int(environ.get("LOCAL_RANK", 0)) if "RANK" in environ else None
+
+
 def init_distributed(device: str = "auto") -> DistInfo:
-    """Initialise the process group from torchrun's environment (NCCL on GPU, gloo on CPU)."""
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
-    if "RANK" not in os.environ:
-        return DistInfo(device=torch.device("cuda" if use_cuda else "cpu"))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
-    else:
-        dev = torch.device("cpu")
+    """Initialise the process group from torchrun's environment (NCCL on GPU, gloo on CPU), and
+    pick this process's device (:func:`echoclr.runs.pick_device`: under torchrun, cuda means
+    ``cuda:LOCAL_RANK``)."""
+    local_rank = torchrun_local_rank()
+    dev = pick_device(device, local_rank=local_rank)
+    if local_rank is None:
+        return DistInfo(device=dev)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), local_rank, dev)
 
 
@@ -87,8 +95,3 @@ def all_reduce_mean(value: float) -> float:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
-
-
-def cleanup() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()

@@ -1,21 +1,22 @@
-"""Running a classifier over cached videos: the test-time protocol of Holste et al. 2024.
+"""Running a network over videos: the test-time protocol of Holste et al. 2024.
 
-``k`` evenly spaced clips per video, probabilities averaged → video; videos averaged → study.
+``k`` evenly spaced clips per video and the network's output averaged over them: probabilities
+of a classifier, features ``h`` of an encoder. Videos → study is
+:func:`echoclr.metrics.aggregate_by_study`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from echoclr.data.datasets import ClipDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset
 from echoclr.data.transforms import minmax_scale, to_model_input
-from echoclr.models import Classifier, build_encoder, load_strict, load_weights
 from echoclr.runs import autocast
 
 
@@ -25,46 +26,69 @@ def clips_to_input(clips: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
-                  precision: str = "auto") -> np.ndarray:
-    """Mean sigmoid probability over each video's clips: uint8 (B, K, T, H, W) → (B,)."""
+def clip_average(net: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
+                 precision: str = "auto",
+                 activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The mean of ``net``'s output over each video's clips.
+
+    Args:
+        net: a classifier (logits (N,)) or an encoder (features (N, F)).
+        clips: uint8 (B, K, T, H, W), K clips per video.
+        activation: applied to each clip's output before the mean (``torch.sigmoid``: the mean
+            probability, as the paper averages).
+
+    Returns:
+        float32 (B,) or (B, F), on the CPU.
+    """
     b, k = clips.shape[:2]
     x = clips_to_input(clips.flatten(0, 1).to(device))
     with autocast(device, precision):
-        logits = model(x).float()
-    return torch.sigmoid(logits).view(b, k).mean(1).cpu().numpy()
+        out = net(x).float()
+    if activation is not None:
+        out = activation(out)
+    return out.view(b, k, *out.shape[1:]).mean(1).cpu()
 
 
-@torch.no_grad()
+def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
+                  precision: str = "auto") -> np.ndarray:
+    """Mean sigmoid probability over each video's clips: uint8 (B, K, T, H, W) → (B,)."""
+    return clip_average(model, clips, device=device, precision=precision,
+                        activation=torch.sigmoid).numpy()
+
+
+def clip_average_videos(net: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame, *,
+                        clip_len: int, period: int, clips: int, batch_size: int = 32,
+                        device: torch.device = torch.device("cpu"), precision: str = "auto",
+                        workers: int = 0,
+                        activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                        ) -> np.ndarray:
+    """:func:`clip_average` for every video of ``rows`` (``clips`` evenly spaced clips each).
+
+    Returns:
+        float32 (N,) or (N, F), in the order of ``rows``.
+    """
+    net.eval()
+    ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, eval_clips=clips)
+    out = None
+    for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers):
+        values = clip_average(net, batch["clip"], device=device, precision=precision,
+                              activation=activation).numpy()
+        if out is None:
+            out = np.empty((len(ds), *values.shape[1:]), values.dtype)
+        out[batch["index"].numpy()] = values
+    return out if out is not None else np.empty((0,), np.float32)
+
+
 def predict_videos(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame, *,
                    label: str | None, clip_len: int, period: int, clips: int = 4,
                    batch_size: int = 32, device: torch.device = torch.device("cpu"),
                    precision: str = "auto", workers: int = 0) -> pd.DataFrame:
     """One row per video: study_id, path, y_true, y_score (``clips`` evenly spaced clips)."""
-    model.eval()
-    ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, label=label, eval_clips=clips)
-    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
-    scores = np.empty(len(ds), dtype=np.float64)
-    for batch in loader:
-        scores[batch["index"].numpy()] = predict_clips(
-            model, batch["clip"], device=device, precision=precision)
-    out = ds.rows[["study_id", "path"]].copy()
-    out["y_true"] = pd.to_numeric(ds.rows[label], errors="coerce") if label else np.nan
-    out["y_score"] = scores
+    scores = clip_average_videos(model, cache, rows, clip_len=clip_len, period=period,
+                                 clips=clips, batch_size=batch_size, device=device,
+                                 precision=precision, workers=workers, activation=torch.sigmoid)
+    rows = rows.reset_index(drop=True)
+    out = rows[["study_id", "path"]].copy()
+    out["y_true"] = pd.to_numeric(rows[label], errors="coerce") if label else np.nan
+    out["y_score"] = scores.astype(np.float64)
     return out
-
-
-def load_classifier(model_path: str | Path) -> tuple[Classifier, dict]:
-    """A fine-tuned classifier from ``model.pt`` + ``model.json`` (a run folder or the file)."""
-    path = Path(model_path)
-    if path.is_dir():
-        path = path / "model.pt"
-    meta_path = path.with_suffix(".json")
-    if not path.is_file() or not meta_path.is_file():
-        raise FileNotFoundError(f"{path}: no fine-tuned model (need model.pt and model.json)")
-    meta = json.loads(meta_path.read_text())
-    model = Classifier(build_encoder(meta["encoder"], width=meta.get("width", 16)),
-                       dropout=meta.get("dropout", 0.25))
-    load_strict(model, load_weights(path), source=path)
-    model.eval()
-    return model.to(memory_format=torch.channels_last_3d), meta

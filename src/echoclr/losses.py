@@ -1,4 +1,5 @@
-"""Losses of EchoCLR pretraining: a study-aware, gather-aware NT-Xent and frame reordering.
+"""Losses: a study-aware, gather-aware NT-Xent and frame reordering (pretraining), and the
+class-weighted, label-smoothed BCE of fine-tuning.
 
 NT-Xent as in SimCLR (Chen et al. 2020) with the multi-instance positives of Holste et al. 2024.
 Items of the same study that land in one batch are not used as each other's negatives.
@@ -69,3 +70,11 @@ def retrieval_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
 def reorder_loss(logits: torch.Tensor, perm_idx: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of predicting which of the clip_len! orderings was applied: (B, K), (B,)."""
     return F.cross_entropy(logits.float(), perm_idx)
+
+
+def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, *, pos_weight: float,
+                 smoothing: float) -> torch.Tensor:
+    """Fine-tuning's class-weighted BCE on smoothed targets ``y(1-s) + s/2``: (B,), (B,) → scalar."""
+    targets = labels * (1 - smoothing) + smoothing / 2
+    return F.binary_cross_entropy_with_logits(
+        logits.float(), targets, pos_weight=torch.tensor(pos_weight, device=logits.device))

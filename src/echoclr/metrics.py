@@ -124,28 +124,39 @@ def youden_threshold(y_true, y_score) -> float:
     return float(thresholds[finite][best])
 
 
-def aggregate_by_study(df: pd.DataFrame, *, score: str = "y_score") -> pd.DataFrame:
-    """Average video-level scores into one row per study (Holste et al. 2024: videos -> study).
+def aggregate_by_study(df: pd.DataFrame, *, score: str | list = "y_score",
+                       label: str | None = "y_true") -> pd.DataFrame:
+    """Average video-level rows into one row per study (Holste et al. 2024: videos -> study).
+
+    The package's one videos -> study rule, for scores, probabilities and features alike.
 
     Args:
-        df: one row per video with columns ``study_id``, ``y_true`` and ``score``.
-        score: the column to average.
+        df: one row per video with columns ``study_id``, ``label`` (unless None) and ``score``.
+        score: the column to average, or a list of columns (e.g. one per feature dimension).
+        label: the label column (one value per study; blanks ignored), or None.
 
     Returns:
-        Columns ``study_id``, ``y_true`` (int), ``score`` (mean), ``n_videos``; sorted by study.
+        Columns ``study_id``, ``label`` (int when every study has one), the mean of each score
+        column, ``n_videos``; sorted by study.
     """
-    missing = [c for c in ("study_id", "y_true", score) if c not in df.columns]
+    columns = [score] if isinstance(score, str) else list(score)
+    missing = [c for c in ("study_id", *([label] if label else []), *columns)
+               if c not in df.columns]
     if missing:
         raise ValueError(f"aggregate_by_study: missing columns {missing} in {list(df.columns)}")
-    if df[score].isna().any():
-        bad = sorted(df.loc[df[score].isna(), "study_id"].unique().tolist())
+    blank = df[columns].isna().any(axis=1)
+    if blank.any():
+        bad = sorted(df.loc[blank, "study_id"].unique().tolist())
         raise ValueError(f"aggregate_by_study: missing {score!r} in studies {bad[:10]}")
     grouped = df.groupby("study_id", sort=True)
-    mixed = grouped["y_true"].nunique()
-    mixed = mixed[mixed > 1].index.tolist()
-    if mixed:
-        message = f"aggregate_by_study: y_true differs between videos of studies {mixed[:10]}"
-        raise ValueError(message)
-    out = grouped.agg(y_true=("y_true", "first"), **{score: (score, "mean")},
-                      n_videos=(score, "size")).reset_index()
-    return out.astype({"y_true": int})
+    out = grouped[columns].mean()
+    if label:
+        mixed = grouped[label].nunique()
+        mixed = mixed[mixed > 1].index.tolist()
+        if mixed:
+            message = f"aggregate_by_study: {label} differs between videos of studies {mixed[:10]}"
+            raise ValueError(message)
+        labels = grouped[label].first()
+        out.insert(0, label, labels.astype(int) if labels.notna().all() else labels)
+    out["n_videos"] = grouped.size()
+    return out.reset_index()

@@ -2,20 +2,16 @@
 
 Encoders map (B, C, T, H, W) clips to (B, F) features ``h``: torchvision's r3d_18,
 r2plus1d_18 and mc3_18 (``fc`` replaced by identity, 512-d), and ``r3d_tiny``, a narrow 3D
-ResNet for CPU demos and tests. Kinetics-400 weights are loaded only from disk, never downloaded.
+ResNet for CPU demos and tests. Weight files are read and written by :mod:`echoclr.weights`.
 """
 
 from __future__ import annotations
 
-import json
-import pickle
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 from torchvision.models import video as tv_video
-
-from echoclr.atomic import atomic_write, atomic_write_text
 
 TORCHVISION_ENCODERS = {
     "r3d_18": (tv_video.r3d_18, tv_video.R3D_18_Weights.KINETICS400_V1),
@@ -70,62 +66,26 @@ class TinyR3D(nn.Module):
         return self.fc(self.pool(self.layers(self.stem(x))).flatten(1))
 
 
-def kinetics_weights_path(name: str) -> Path:
-    """Where torch's cache keeps torchvision's Kinetics-400 file for ``name``."""
-    url = TORCHVISION_ENCODERS[name][1].url
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
-
-
-def load_kinetics_state(name: str, path: str | Path | None = None) -> dict:
-    """torchvision's Kinetics-400 state dict from ``path`` or torch's cache; never downloads."""
-    if name not in TORCHVISION_ENCODERS:
-        raise ValueError(f"no Kinetics-400 weights exist for encoder {name!r}")
-    file = Path(path) if path else kinetics_weights_path(name)
-    if not file.is_file():
-        url = TORCHVISION_ENCODERS[name][1].url
-        raise FileNotFoundError(
-            f"Kinetics-400 weights for {name} not found at {file}. This machine does not "
-            f"download them: fetch {url} on a connected machine and copy it to {file} "
-            f"(or pass --weights PATH).")
-    return load_weights(file)
-
-
-def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
-    """``torch.load`` restricted to tensors and plain containers (``weights_only=True``).
-
-    Unpickling arbitrary objects can run code, so a file that carries any (a checkpoint from an
-    untrusted source, say) is refused before anything in it is called.
-
-    Raises:
-        ValueError: naming the file, when it holds pickled objects other than tensors.
-    """
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise ValueError(
-            f"{path}: refused to load: it carries pickled Python objects besides tensors, and "
-            "unpickling them could run code; only plain state dicts are read") from err
-
-
-def build_encoder(name: str = "r3d_18", *, weights: str | Path | None = None,
+def build_encoder(name: str = "r3d_18", *, kinetics_state: Mapping | None = None,
                   width: int = 16) -> nn.Module:
     """An encoder with ``fc`` = identity and a ``feature_dim`` attribute.
 
     Args:
         name: one of :data:`ENCODERS`.
-        weights: None (random init), "kinetics" (torch's cache), or a Kinetics state-dict file.
+        kinetics_state: torchvision's Kinetics-400 state dict for ``name`` (its ``fc`` included),
+            loaded strictly before ``fc`` is replaced; None: random init. Read it with
+            :func:`echoclr.weights.load_kinetics_state`.
         width: base width of ``r3d_tiny`` (ignored otherwise).
     """
     if name == "r3d_tiny":
-        if weights is not None:
+        if kinetics_state is not None:
             raise ValueError("r3d_tiny has no Kinetics-400 weights")
         return TinyR3D(width)
     if name not in TORCHVISION_ENCODERS:
         raise ValueError(f"unknown encoder {name!r}; choose from {ENCODERS}")
     model = TORCHVISION_ENCODERS[name][0](weights=None)
-    if weights is not None:
-        state = load_kinetics_state(name, None if weights == "kinetics" else weights)
-        model.load_state_dict(state, strict=True)
+    if kinetics_state is not None:
+        model.load_state_dict(kinetics_state, strict=True)
     model.feature_dim = model.fc.in_features
     model.fc = nn.Identity()
     return model
@@ -145,33 +105,14 @@ class ProjectionHead(nn.Module):
         return self.net(h)
 
 
-REORDER_HEADS = ("linear", "mlp")
-
-
-def reorder_head(in_dim: int, n_orderings: int, kind: str = "linear") -> nn.Module:
-    """Frame-reordering classifier on the encoder feature: (B, F) → (B, n_orderings) logits.
-
-    ``linear`` is the paper's. ``mlp`` (Linear → BatchNorm → ReLU → Linear) gives reordering
-    its own nonlinear layer, so the shared feature need not hold the order linearly.
-    """
-    if kind == "linear":
-        return nn.Linear(in_dim, n_orderings)
-    if kind == "mlp":
-        return nn.Sequential(nn.Linear(in_dim, in_dim, bias=False), nn.BatchNorm1d(in_dim),
-                             nn.ReLU(inplace=True), nn.Linear(in_dim, n_orderings))
-    raise ValueError(f"unknown reorder head {kind!r}; choose from {REORDER_HEADS}")
-
-
 class PretrainModel(nn.Module):
     """Encoder + projection head + optional frame-reordering head (F → clip_len! logits)."""
 
-    def __init__(self, encoder: nn.Module, *, n_orderings: int = 0, proj_batch_norm: bool = False,
-                 reorder_head_kind: str = "linear"):
+    def __init__(self, encoder: nn.Module, *, n_orderings: int = 0, proj_batch_norm: bool = False):
         super().__init__()
         self.encoder = encoder
         self.projection = ProjectionHead(encoder.feature_dim, batch_norm=proj_batch_norm)
-        self.reorder = (reorder_head(encoder.feature_dim, n_orderings, reorder_head_kind)
-                        if n_orderings else None)
+        self.reorder = nn.Linear(encoder.feature_dim, n_orderings) if n_orderings else None
 
     def forward(self, x: torch.Tensor):
         """(B, C, T, H, W) → h (B, F), z (B, 128), reorder logits (B, K) or None."""
@@ -196,40 +137,22 @@ class Classifier(nn.Module):
         """(B, C, T, H, W) → logits (B,)."""
         return self.head(self.dropout(self.encoder(x))).squeeze(1)
 
+    def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B,) with the encoder run without gradients (linear probe, head-only epochs)."""
+        with torch.no_grad():
+            h = self.encoder(x)
+        return self.head(self.dropout(h.float())).squeeze(1)
 
-def save_encoder(encoder: nn.Module, path: str | Path, meta: dict) -> None:
-    """Write encoder weights (tensors only) and a JSON sidecar, both atomically."""
-    path = Path(path)
-    atomic_write(path, lambda f: torch.save(encoder.state_dict(), f))
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    def head_parameters(self):
+        """The parameters after the encoder (the logit layer)."""
+        return self.head.parameters()
 
+    def encoder_parameters(self):
+        return self.encoder.parameters()
 
-def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild an encoder from ``encoder.pt`` + sidecar; keys must match exactly.
-
-    Raises:
-        ValueError: naming missing and unexpected keys when the file does not fit the encoder.
-    """
-    path = Path(path)
-    side = path.with_suffix(".json")
-    if not side.is_file():
-        raise FileNotFoundError(f"{path}: sidecar {side.name} missing (encoder name, clip length)")
-    meta = json.loads(side.read_text())
-    encoder = build_encoder(meta["encoder"], width=meta.get("width", 16))
-    load_strict(encoder, load_weights(path), source=path)
-    return encoder, meta
-
-
-def load_strict(module: nn.Module, state: dict, *, source: str | Path) -> None:
-    """``load_state_dict(strict=True)`` with an error that names the mismatching keys."""
-    own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or bad_shape:
-        def show(keys):
-            return ", ".join(keys[:8]) + (f" … (+{len(keys) - 8})" if len(keys) > 8 else "")
-        raise ValueError(
-            f"{source}: weights do not fit the encoder — missing keys: [{show(missing)}]; "
-            f"unexpected keys: [{show(unexpected)}]; shape mismatches: [{show(bad_shape)}]")
-    module.load_state_dict(state, strict=True)
+    def train_head(self) -> Classifier:
+        """Training mode for the head, evaluation mode for the encoder (its BatchNorm statistics
+        stay fixed while it is frozen)."""
+        self.train()
+        self.encoder.eval()
+        return self

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_write_text
 
 
 def mean_sd(values, digits: int = 2) -> str:

@@ -1,4 +1,4 @@
-"""Run folders: resolved config, JSON-lines log, atomic checkpoints, seeding and precision."""
+"""Run folders: resolved config, JSON-lines log, seeding, precision and the device."""
 
 from __future__ import annotations
 
@@ -13,13 +13,39 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from echoclr.atomic import atomic_write, atomic_write_text  # noqa: F401  (re-exported)
+from echoclr.atomic import atomic_write_text
 
 
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file, fsync, then rename over ``path``: a failed write
-    leaves the previous checkpoint as it was."""
-    atomic_write(path, lambda f: torch.save(obj, f), fsync=True)
+# A run folder holds the outputs of one model. Files derived from the model that a later command
+# may reuse carry its fingerprint (the SHA-256 of model.pt) in a JSON sidecar, and their readers
+# recompute them when it is not the current model's; writing a new model clears them too.
+VAL_STUDIES = "val_study_predictions.csv"  # evaluate's validation studies (its threshold)
+MODEL_DERIVED = (VAL_STUDIES,)
+
+
+def clear_model_outputs(run_dir: str | Path) -> None:
+    """Remove what a run folder holds derived from its previous model (and their sidecars)."""
+    for name in MODEL_DERIVED:
+        path = Path(run_dir) / name
+        path.unlink(missing_ok=True)
+        path.with_suffix(".json").unlink(missing_ok=True)
+
+
+def read_derived(path: str | Path, key: dict) -> str | None:
+    """The text of a model-derived file whose sidecar holds exactly ``key`` (the model's
+    fingerprint and the settings it was made with), else None (absent, or another model's)."""
+    path = Path(path)
+    side = path.with_suffix(".json")
+    if not (path.is_file() and side.is_file()) or json.loads(side.read_text()) != key:
+        return None
+    return path.read_text()
+
+
+def write_derived(path: str | Path, text: str, key: dict) -> None:
+    """Write a model-derived file and its sidecar ``key`` (for :func:`read_derived`)."""
+    path = Path(path)
+    atomic_write_text(path, text)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2))
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:
@@ -101,7 +127,16 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str = "auto", *, local_rank: int | None = None) -> torch.device:
+    """The device a process runs on, picked once: ``auto`` is CUDA when available, else the CPU.
+
+    Under torchrun (``local_rank`` given, see :func:`echoclr.distributed.torchrun_local_rank`)
+    a CUDA device without an index is this process's own GPU, ``cuda:LOCAL_RANK``; an explicit
+    index is kept.
+    """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None and local_rank is not None:
+        device = torch.device("cuda", local_rank)
+    return device

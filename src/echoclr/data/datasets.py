@@ -7,45 +7,16 @@ training step (see ``transforms``), so the loader only memory-maps and slices ar
 from __future__ import annotations
 
 import itertools
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from echoclr.data.manifest import read_manifest
+from echoclr.data.cache import VideoCache
 from echoclr.data.transforms import (
     evenly_spaced_clips, random_start, sample_clip,
 )
-
-
-class VideoCache:
-    """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8 (T, H, W))."""
-
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
-        manifest = self.root / "manifest.csv"
-        if not manifest.is_file():
-            raise FileNotFoundError(
-                f"{self.root}: not an echoclr cache (no manifest.csv); run `echoclr ingest` first")
-        self.manifest = read_manifest(manifest)
-        config = self.root / "ingest_config.json"
-        self.config = json.loads(config.read_text()) if config.is_file() else {}
-
-    def rows(self, split: str | None = None, view: str | None = None) -> pd.DataFrame:
-        """Manifest rows of one split (and view), index reset."""
-        df = self.manifest
-        if split is not None:
-            df = df[df["split"] == split]
-        if view is not None and "view" in df.columns:
-            df = df[df["view"] == view]
-        return df.reset_index(drop=True)
-
-    def open(self, path: str) -> np.ndarray:
-        """Memory-map one cached video: uint8 (T, H, W); only sliced frames are read."""
-        return np.load(self.root / path, mmap_mode="r")
 
 
 class _CacheDataset(Dataset):

@@ -5,6 +5,7 @@ Rate / Frame Time, and non-identifying metadata (identifiers only as salted hash
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pydicom
 import pydicom.encaps
 import pydicom.pixels
 
-from echoclr.data.video import Video, VideoReadError, check_size, collapse_gray, hash_identifier
+from echoclr.data.video_types import Video, VideoReadError, check_size, collapse_gray
 
 
 def read_dicom(path: Path, max_frames: int | None, salt: str) -> Video:
@@ -193,4 +194,9 @@ def _dicom_meta(ds: pydicom.Dataset, salt: str, n_frames: int, photometric: str)
     }
 
 
-# --- writing --------------------------------------------------------------------------------
+def hash_identifier(value: object, salt: str) -> str | None:
+    """Salted SHA-256 hex of an identifier, truncated to 16; None for a missing/blank value."""
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()[:16]

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError
 
-from echoclr.data.video import to_grayscale
+from echoclr.data.video_types import to_grayscale
 
 MAX_STD_FRAMES = 64  # frames sampled (evenly) to measure temporal variation
 MIN_STD = 0.5  # gray levels: below this a pixel is static (lossless or deterministic codecs: 0)

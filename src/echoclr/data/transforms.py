@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+MAX_REORDER_CLIP_LEN = 5  # frames: 5! = 120 ordering classes (8! would be 40,320)
+
 
 def clip_indices(n_frames: int, clip_len: int, period: int, start: int) -> np.ndarray:
     """Frame indices of one clip; videos too short are padded by repeating their last frame."""
@@ -110,34 +112,15 @@ def augment_clips(
     return F.grid_sample(clips, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def gamma_jitter(clips: torch.Tensor, strength: float, *,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """A random display curve per clip: ``x ** g`` with ``log g ~ U(-strength, strength)``.
-
-    Mimics what differs between two scanners or presets (log-compression window, gain, display
-    gamma) while keeping black black, white white and the order of grey levels; ours, not the
-    paper's (it used no intensity augmentation).
-
-    Args:
-        clips: float (B, T, H, W) in [0, 1] (after :func:`minmax_scale`).
-    Returns:
-        float (B, T, H, W) in [0, 1].
-    """
-    if strength <= 0:
-        return clips
-    log_g = (torch.rand(clips.shape[0], generator=generator) * 2 - 1) * strength
-    g = log_g.exp().to(clips.device, clips.dtype).view(-1, *[1] * (clips.dim() - 1))
-    return clips.clamp_min(0).pow(g)
-
-
 @lru_cache(maxsize=8)
 def permutations(clip_len: int) -> torch.Tensor:
     """All orderings of ``clip_len`` frames in lexicographic order: long (clip_len!, clip_len).
 
-    Index 0 is the identity. Limited to clip_len <= 5 (120 classes).
+    Index 0 is the identity. Limited to clip_len <= :data:`MAX_REORDER_CLIP_LEN` (120 classes).
     """
-    if not 1 <= clip_len <= 5:
-        raise ValueError(f"frame reordering supports clip_len 1..5, got {clip_len}")
+    if not 1 <= clip_len <= MAX_REORDER_CLIP_LEN:
+        raise ValueError(f"frame reordering supports clip_len 1..{MAX_REORDER_CLIP_LEN}, "
+                         f"got {clip_len}")
     return torch.tensor(list(itertools.permutations(range(clip_len))), dtype=torch.long)
 
 

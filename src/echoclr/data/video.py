@@ -16,9 +16,7 @@ refused from the header, before any pixel is decoded.
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -26,31 +24,12 @@ import av
 import numpy as np
 
 from echoclr.atomic import atomic_write
-
-MAX_SIDE = 4096  # pixels: larger frames are not echo cine loops
-MAX_FRAMES = 10_000  # frames: about 5 min at 30 fps, far beyond any cine loop
-MAX_DECODED_BYTES = 2 * 1024**3  # bytes of uint8 frames one read may produce
+from echoclr.data.dicom import read_dicom
+from echoclr.data.video_types import (
+    MAX_DECODED_BYTES, MAX_FRAMES, Video, VideoReadError, check_size,
+)
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
-GRAY_WEIGHTS = (77, 150, 29)  # ITU-R BT.601 luma in 1/256 steps (sum 256)
-
-
-class VideoReadError(Exception):
-    """A video that cannot be read; ``str`` is ``"{path}: {reason}"``."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-
-@dataclass
-class Video:
-    """Decoded frames: uint8 (T, H, W) grayscale or (T, H, W, 3) RGB; ``fps`` None if unknown."""
-
-    frames: np.ndarray
-    fps: float | None
-    meta: dict = field(default_factory=dict)
 
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None, salt: str = "") -> Video:
@@ -79,8 +58,6 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None, salt: 
         raise VideoReadError(path, "empty file (0 bytes)")
     try:
         if is_dicom(path):
-            from echoclr.data.dicom import read_dicom  # dicom.py builds on this module's types
-
             return read_dicom(path, max_frames, salt)
         return _read_av(path, max_frames)
     except VideoReadError:
@@ -98,47 +75,6 @@ def is_dicom(path: str | os.PathLike) -> bool:
         if f.read(4) == b"DICM":
             return True
     return Path(path).suffix.lower() in DICOM_SUFFIXES
-
-
-def check_size(path: str | os.PathLike, n_frames: int, height: int, width: int, channels: int,
-               max_frames: int | None) -> None:
-    """Refuse absurd dimensions from a header, before decoding (limits: module constants)."""
-    if height < 1 or width < 1:
-        raise VideoReadError(path, f"invalid frame size {width}x{height}")
-    if height > MAX_SIDE or width > MAX_SIDE:
-        raise VideoReadError(
-            path, f"frame size {width}x{height} exceeds the {MAX_SIDE}x{MAX_SIDE} limit")
-    if n_frames > MAX_FRAMES:
-        raise VideoReadError(path, f"{n_frames} frames exceed the {MAX_FRAMES}-frame limit")
-    n_decoded = n_frames if max_frames is None else min(n_frames, max_frames)
-    n_bytes = n_decoded * height * width * channels
-    if n_bytes > MAX_DECODED_BYTES:
-        raise VideoReadError(
-            path, f"{n_decoded} frames of {width}x{height}x{channels} would decode to "
-            f"{n_bytes / 1024**3:.1f} GiB, over the {MAX_DECODED_BYTES / 1024**3:.0f} GiB limit")
-
-
-def to_grayscale(frames: np.ndarray) -> np.ndarray:
-    """uint8 (T, H, W) from (T, H, W) or (T, H, W, 3) RGB (BT.601 luma, integer arithmetic)."""
-    if frames.ndim == 3:
-        return np.asarray(frames, dtype=np.uint8)
-    if frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected (T, H, W) or (T, H, W, 3) frames, got shape {frames.shape}")
-    out = np.empty(frames.shape[:3], dtype=np.uint8)
-    r, g, b = GRAY_WEIGHTS
-    for t in range(0, len(frames), 16):  # chunks keep the uint16 temporaries small
-        chunk = frames[t:t + 16].astype(np.uint16)
-        luma = chunk[..., 0] * r + chunk[..., 1] * g + chunk[..., 2] * b + 128
-        out[t:t + 16] = luma >> 8
-    return out
-
-
-def hash_identifier(value: object, salt: str) -> str | None:
-    """Salted SHA-256 hex of an identifier, truncated to 16; None for a missing/blank value."""
-    text = "" if value is None else str(value).strip()
-    if not text:
-        return None
-    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()[:16]
 
 
 # --- PyAV (AVI, MP4, ...) -------------------------------------------------------------------
@@ -213,14 +149,6 @@ def _neutral_chroma(frame) -> bool:
         if not (rows[:, :plane.width] == 128).all():
             return False
     return True
-
-
-def collapse_gray(frames: np.ndarray) -> np.ndarray:
-    """(T, H, W) when the three channels of (T, H, W, 3) are identical, else the input."""
-    if frames.ndim == 4 and np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(
-            frames[..., 1], frames[..., 2]):
-        return np.ascontiguousarray(frames[..., 0])
-    return frames
 
 
 def _estimate_frames(stream, container, fps: float | None) -> int | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echoclr.data.synth_anatomy import Anatomy
+from echoclr.synth.anatomy import Anatomy
 
 EDGE_MM = 0.8  # width of the soft tissue boundaries
 

@@ -1,4 +1,4 @@
-"""``evaluate`` and ``compare``: study-level metrics with 95 % CIs for a fine-tuned run.
+"""``echoclr evaluate``: study-level metrics with 95 % CIs for a fine-tuned run.
 
 Writes predictions.csv (per video), study_predictions.csv (per study), metrics.json and ROC/PR
 PNGs into the run folder. The decision threshold is chosen on validation (Youden's J).
@@ -6,31 +6,34 @@ PNGs into the run folder. The decision threshold is chosen on validation (Youden
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from echoclr import metrics, significance
-from echoclr.data.datasets import VideoCache
-from echoclr.inference import load_classifier, predict_videos
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.atomic import atomic_write_text
+from echoclr.data.cache import VideoCache
+from echoclr.inference import predict_videos
+from echoclr.options import device_opt, opt, precision_opt
+from echoclr.runs import VAL_STUDIES, pick_device, read_derived, write_derived
+from echoclr.weights import classifier_path, file_sha256, load_classifier
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    run: str = ""  # fine-tuning run folder (holds model.pt, model.json)
-    split: str = "test"  # test | ext_test | val
-    clips: int = 4  # evenly spaced clips per video (paper: 4)
-    n_resamples: int = 1000  # bootstrap resamples over studies
-    seed: int = 0  # bootstrap seed
-    cache: str | None = None  # cache to read (default: the one the run was trained on)
-    out: str | None = None  # folder for the outputs (default: the run folder)
-    batch_size: int = 32  # videos per forward pass
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
+    run: str = opt("", "Fine-tuning run folder (holding model.pt and model.json).")
+    split: str = opt("test", "Split to evaluate: test, ext_test or val.")
+    clips: int = opt(4, "Evenly spaced clips per video (paper: 4).")
+    n_resamples: int = opt(1000, "Bootstrap resamples over studies.")
+    seed: int = opt(0, "Seed of the bootstrap.")
+    cache: str | None = opt(None, "Cache to read; None: the one the run was trained on.")
+    out: str | None = opt(None, "Folder for the outputs; None: the run folder.")
+    batch_size: int = opt(32, "Videos per forward pass.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
@@ -41,6 +44,20 @@ def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
     return predict_videos(model, cache, rows, label=meta["task"], clip_len=meta["clip_len"],
                           period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
                           device=device, precision=cfg.precision)
+
+
+def _val_studies(run: Path, model, meta, cache, cfg, device) -> pd.DataFrame:
+    """Validation study predictions, the threshold's source: kept in the run folder and reused
+    only while they belong to its current model (its fingerprint) and these clips and cache."""
+    path = run / VAL_STUDIES
+    key = {"model_sha256": file_sha256(classifier_path(run)), "clips": cfg.clips,
+           "cache": str(cache.root.resolve())}
+    text = read_derived(path, key)
+    if text is not None:
+        return pd.read_csv(io.StringIO(text), dtype={"study_id": str})
+    studies = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
+    write_derived(path, studies.to_csv(index=False), key)
+    return studies
 
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
@@ -54,12 +71,7 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     device = pick_device(cfg.device)
     model = model.to(device)
     cache = VideoCache(cfg.cache or meta["cache"])
-    val_file = run / "val_study_predictions.csv"
-    if val_file.is_file():
-        val_study = pd.read_csv(val_file, dtype={"study_id": str})
-    else:
-        val_study = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
-        val_study.to_csv(val_file, index=False)
+    val_study = _val_studies(run, model, meta, cache, cfg, device)
     if val_study["y_true"].nunique() == 2:
         threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
                                              val_study["y_score"].to_numpy())
@@ -87,24 +99,3 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     plot_roc(curves, dest / "roc.png", title)
     plot_pr(curves, dest / "pr.png", title)
     return result
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path, *, n_resamples: int = 1000,
-                 seed: int = 0) -> dict:
-    """DeLong test and paired study-bootstrap CI of ΔAUROC (A − B) on the same test studies."""
-    a = pd.read_csv(Path(run_a) / "study_predictions.csv", dtype={"study_id": str})
-    b = pd.read_csv(Path(run_b) / "study_predictions.csv", dtype={"study_id": str})
-    both = a.merge(b, on="study_id", suffixes=("_a", "_b"))
-    if len(both) != len(a) or len(both) != len(b):
-        raise ValueError(f"{run_a} and {run_b} were evaluated on different studies "
-                         f"({len(a)} vs {len(b)}, {len(both)} shared): run evaluate on one split")
-    if not np.array_equal(both["y_true_a"], both["y_true_b"]):
-        raise ValueError(f"{run_a} and {run_b} disagree on study labels")
-    y = both["y_true_a"].to_numpy()
-    delong = significance.delong_test(y, both["y_score_a"].to_numpy(),
-                                      both["y_score_b"].to_numpy())
-    boot = significance.paired_bootstrap_delta(y, both["y_score_a"].to_numpy(),
-                                               both["y_score_b"].to_numpy(),
-                                               n_resamples=n_resamples, seed=seed)
-    return {"run_a": str(run_a), "run_b": str(run_b), "n_studies": int(len(y)),
-            "delong": delong, "bootstrap_delta": boot}

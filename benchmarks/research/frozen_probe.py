@@ -7,7 +7,7 @@ study-level test AUROC per encoder, task and fraction, averaged over ``--draws``
 and DeLong's paired p against random init for each draw. This is the acceptance measure of the
 pretraining issue ("a linear probe on the frozen encoder beats the same probe on random init").
 
-    PYTHONPATH=src python benchmarks/frozen_probe.py CACHE --encoder RUN/encoder.pt \\
+    PYTHONPATH=src python benchmarks/research/frozen_probe.py CACHE --encoder RUN/encoder.pt \\
         --tasks lvh severe_as --fractions 0.05 0.1 0.25 1 --period 2
 """
 
@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from encoder_truth import RANDOM, add_encoder_arguments, frozen_encoders, study_features
+from _frozen import RANDOM, add_encoder_arguments, frozen_encoders, study_features
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.datasets import VideoCache
+from echoclr.data.cache import VideoCache
 from echoclr.data.manifest import label_fraction_studies
 from echoclr.metrics import auroc
 from echoclr.significance import delong_test

@@ -8,7 +8,7 @@ cross-validated R² — for a random-init encoder and for each ``--encoder`` fil
 above random init's means pretraining learned it; acquisition R² (depth, gain) shows how much
 of the features is scanner fingerprint.
 
-    PYTHONPATH=src python benchmarks/encoder_truth.py CACHE COHORT/truth.csv \\
+    PYTHONPATH=src python benchmarks/research/encoder_truth.py CACHE COHORT/truth.csv \\
         --encoder RUN/encoder.pt --period 2
 """
 
@@ -18,37 +18,17 @@ import argparse
 
 import numpy as np
 import pandas as pd
-import torch
+from _frozen import add_encoder_arguments, frozen_encoders, study_features
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.datasets import VideoCache
-from echoclr.data.transforms import evenly_spaced_clips
-from echoclr.inference import clips_to_input
-from echoclr.models import build_encoder, load_encoder
+from echoclr.data.cache import VideoCache
 
 TRUTH = ("wall_mm", "lv_edd_mm", "la_mm", "ef", "av_opening", "av_calcification", "hr_bpm",
          "echogenicity", "chest_mm", "preset_depth_mm", "preset_gain_db",
          "preset_dynamic_range_db")
-
-
-@torch.no_grad()
-def study_features(encoder, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int, period: int,
-                   clips: int, batch: int = 32) -> pd.DataFrame:
-    """Mean feature per study: (n_studies, feature_dim), indexed by study_id."""
-    encoder.eval()
-    feats = []
-    for i in range(0, len(rows), batch):
-        videos = []
-        for path in rows.path[i:i + batch]:
-            videos.append(evenly_spaced_clips(cache.open(path), clip_len, period, clips))
-        x = torch.from_numpy(np.stack(videos))  # (B, clips, clip_len, H, W)
-        h = encoder(clips_to_input(x.flatten(0, 1))).view(len(videos), clips, -1).mean(1)
-        feats.append(h.numpy())
-    per_video = pd.DataFrame(np.concatenate(feats), index=rows.study_id.to_numpy())
-    return per_video.groupby(level=0).mean()
 
 
 def r2_table(features: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
@@ -58,25 +38,6 @@ def r2_table(features: pd.DataFrame, truth: pd.DataFrame) -> dict[str, float]:
     return {c: float(cross_val_score(model, features.to_numpy(), target[c].to_numpy(float),
                                      cv=5, scoring="r2").mean())
             for c in TRUTH if c in target}
-
-
-RANDOM = "random init"
-
-
-def add_encoder_arguments(p: argparse.ArgumentParser) -> None:
-    """The encoder and clip flags shared with ``frozen_probe.py``."""
-    p.add_argument("--encoder", action="append", default=[], help="encoder.pt (repeatable)")
-    p.add_argument("--clip-len", type=int, default=4)
-    p.add_argument("--period", type=int, default=2)
-    p.add_argument("--clips", type=int, default=4)
-    p.add_argument("--width", type=int, default=16, help="width of the random r3d_tiny")
-
-
-def frozen_encoders(args: argparse.Namespace) -> dict:
-    """{RANDOM: a seeded random-init r3d_tiny, path: loaded encoder for each ``--encoder``}."""
-    torch.manual_seed(0)
-    encoders = {RANDOM: build_encoder("r3d_tiny", width=args.width)}
-    return encoders | {path: load_encoder(path)[0] for path in args.encoder}
 
 
 def main() -> None:

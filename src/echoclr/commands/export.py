@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from echoclr.inference import load_classifier
-from echoclr.predict import model_preprocessing
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_path, atomic_write_text
+from echoclr.data.preprocess import Preprocessing, preprocessing_of
+from echoclr.options import model_opt, opt
+from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -26,11 +27,13 @@ ONNX_OPSET = 17
 
 @dataclass(frozen=True)
 class ExportConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    format: str = "torchscript"  # torchscript | onnx
-    out: str = "model.ts"  # exported file (model.onnx when format is onnx and out is left as is)
-    tolerance: float = 1e-4  # largest |probability difference| vs PyTorch the check accepts
-    seed: int = 0  # draws the random clips of the parity check
+    model: str = model_opt()
+    format: str = opt("torchscript", "Output format: torchscript or onnx.")
+    out: str = opt("model.ts", "Exported file; model.onnx when the format is onnx and this is "
+                               "left as is.")
+    tolerance: float = opt(1e-4, "Largest probability difference from PyTorch the parity check "
+                                 "accepts.")
+    seed: int = opt(0, "Seed of the random clips of the parity check.")
 
 
 class ProbabilityModel(nn.Module):
@@ -101,15 +104,14 @@ def export(cfg: ExportConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ValueError(f"unknown export format {cfg.format!r}; choose from {FORMATS}")
     model, meta = load_classifier(cfg.model)
-    prep = model_preprocessing(meta, cfg.model)
+    prep = preprocessing_of(meta, cfg.model)
     wrapper = ProbabilityModel(model.float().to("cpu")).eval()
     out = Path("model.onnx" if cfg.format == "onnx" and cfg.out == "model.ts" else cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    shape = (3, meta["clip_len"], prep["size"], prep["size"])  # one clip
+    shape = (3, meta["clip_len"], prep.size, prep.size)  # one clip
     g = torch.Generator().manual_seed(cfg.seed)
     example, check = torch.rand(2, *shape, generator=g), torch.rand(3, *shape, generator=g)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
+    with atomic_path(out) as tmp:  # renamed to ``out`` only when the parity check passes
         (export_torchscript if cfg.format == "torchscript" else export_onnx)(wrapper, example, tmp)
         got = run_exported(tmp, cfg.format, check)
         with torch.no_grad():
@@ -119,31 +121,27 @@ def export(cfg: ExportConfig) -> Path:
             raise RuntimeError(
                 f"{out}: exported {cfg.format} model differs from PyTorch by up to {diff:.3g} in "
                 f"probability, over the tolerance {cfg.tolerance:g}; not written")
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     _write_sidecar(out, cfg, meta, prep, shape, diff)
     print(f"{out}: max |probability difference| vs PyTorch {diff:.2e} "
           f"(tolerance {cfg.tolerance:g}, {len(check)} random clips)")
     return out
 
 
-def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: dict, shape: tuple,
+def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: Preprocessing, shape: tuple,
                    diff: float) -> None:
     info = {
-        "format": cfg.format, "file": out.name, "task": meta.get("task"),
-        "encoder": meta.get("encoder"), "source_model": str(cfg.model),
+        "format": cfg.format, "file": out.name, "task": meta["task"],
+        "encoder": meta["encoder"], "source_model": str(cfg.model),
         "input": {"name": "clips", "shape": ["batch", *shape], "dtype": "float32",
                   "layout": "(B, C, T, H, W)",
                   "values": "grayscale frames repeated to 3 channels, each clip min-max scaled "
                             "over all its pixels to [0, 1]"},
         "output": {"name": "probability", "shape": ["batch"],
                    "values": "sigmoid of the logit, per clip"},
-        "clip_len": meta["clip_len"], "period": meta.get("period", 1),
-        "eval_clips": meta.get("eval_clips", 4),
+        "clip_len": meta["clip_len"], "period": meta["period"], "eval_clips": meta["eval_clips"],
         "aggregation": "mean over eval_clips evenly spaced clips per video, then mean over a "
-                       "study's videos (echoclr.predict)",
-        "preprocessing": meta.get("preprocessing"), "preprocessing_values": prep,
+                       "study's videos (echoclr.commands.predict)",
+        "preprocessing": prep.to_dict(),
         "opset": ONNX_OPSET if cfg.format == "onnx" else None, "torch": torch.__version__,
         "parity": {"max_abs_diff": diff, "tolerance": cfg.tolerance, "batch": 3,
                    "reference": "PyTorch fp32 on CPU",

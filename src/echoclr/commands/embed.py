@@ -1,71 +1,43 @@
 """``echoclr embed``: encoder features ``h`` per video and per study, and a 2-D PCA plot.
 
 A video's ``h`` is the mean over ``clips`` evenly spaced clips (the test-time protocol); a
-study's is the mean of its videos'. Works with a fine-tuned model or a pretraining encoder.pt.
+study's is the mean of its videos' (:func:`echoclr.metrics.aggregate_by_study`). Works with a
+fine-tuned model or a pretraining encoder.pt.
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from torch.utils.data import DataLoader
 
-from echoclr.data.datasets import ClipDataset, VideoCache
-from echoclr.inference import clips_to_input, load_classifier
-from echoclr.models import load_encoder
-from echoclr.runs import atomic_write_text, autocast, pick_device
+from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.data.cache import VideoCache
+from echoclr.data.preprocess import check_compatible, preprocessing_of
+from echoclr.inference import clip_average_videos
+from echoclr.metrics import aggregate_by_study
+from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.runs import pick_device
+from echoclr.weights import load_any_encoder
 
 
 @dataclass(frozen=True)
 class EmbedConfig:
-    model: str = ""  # fine-tuning run folder / model.pt, or a pretraining encoder.pt (or its run)
-    cache: str = ""  # folder written by `echoclr ingest`
-    out: str = "embeddings.npz"  # .npz or .parquet; beside it: the PCA plot .png and a .json
-    split: str | None = None  # only this split (None: every video of the cache)
-    label: str | None = None  # manifest column colouring the plot (default: the model's task)
-    clips: int = 4  # evenly spaced clips per video; their features are averaged
-    batch_size: int = 8  # videos per forward pass
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
-
-
-def load_any_encoder(path: str | Path) -> tuple[nn.Module, dict]:
-    """The encoder of a fine-tuned model (``model.pt``, or its run folder) or a pretraining
-    ``encoder.pt`` (or its run folder), with its sidecar; eval mode."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.pt" if (path / "model.pt").is_file() else path / "encoder.pt"
-    side = path.with_suffix(".json")
-    meta = json.loads(side.read_text()) if side.is_file() else {}
-    if "task" in meta:  # written by finetune
-        model, meta = load_classifier(path)
-        return model.encoder.eval(), meta
-    encoder, meta = load_encoder(path)
-    return encoder.eval(), meta
-
-
-@torch.no_grad()
-def video_features(encoder: nn.Module, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int,
-                   period: int, clips: int, batch_size: int = 8,
-                   device: torch.device | None = None, precision: str = "auto") -> np.ndarray:
-    """float32 (N, F): each video's ``h``, averaged over ``clips`` evenly spaced clips."""
-    device = device or torch.device("cpu")
-    ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, eval_clips=clips)
-    h = np.empty((len(ds), encoder.feature_dim), np.float32)
-    for batch in DataLoader(ds, batch_size=batch_size):
-        b, k = batch["clip"].shape[:2]
-        x = clips_to_input(batch["clip"].flatten(0, 1).to(device))  # (B*k, 3, T, H, W)
-        with autocast(device, precision):
-            feats = encoder(x).float()
-        h[batch["index"].numpy()] = feats.view(b, k, -1).mean(1).cpu().numpy()
-    return h
+    model: str = opt("", "Fine-tuning run folder or its model.pt, or a pretraining encoder.pt "
+                         "or its run folder.")
+    cache: str = cache_opt()
+    out: str = opt("embeddings.npz", "Output file, .npz or .parquet; the PCA plot (.png) and a "
+                                     ".json go beside it.")
+    split: str | None = opt(None, "Embed only this split; None: every video of the cache.")
+    label: str | None = opt(None, "Manifest column that colours the plot; None: the model's "
+                                  "task.")
+    clips: int = opt(4, "Evenly spaced clips per video, whose features are averaged.")
+    batch_size: int = opt(8, "Videos per forward pass.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:
@@ -76,14 +48,6 @@ def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str |
         return cfg.label
     task = meta.get("task")
     return task if task in manifest.columns else None
-
-
-def _check_preprocessing(meta: dict, cache: VideoCache, source: str) -> None:
-    trained = (meta.get("preprocessing") or {}).get("size")
-    if trained is not None and trained != cache.config.get("size"):
-        warnings.warn(f"embed: {source} was trained on {trained} px frames but {cache.root} "
-                      f"holds {cache.config.get('size')} px frames; features may be off",
-                      stacklevel=3)
 
 
 def embed(cfg: EmbedConfig) -> Path:
@@ -98,20 +62,24 @@ def embed(cfg: EmbedConfig) -> Path:
     device = pick_device(cfg.device)
     encoder = encoder.to(device)
     cache = VideoCache(cfg.cache)
-    _check_preprocessing(meta, cache, cfg.model)
+    check_compatible(preprocessing_of(meta, cfg.model), cache.preprocessing,
+                     expected_from=cfg.model, found_from=cache.config_path,
+                     fix="embed a cache ingested with the model's settings")
     rows = cache.rows(cfg.split)
     if rows.empty:
         raise ValueError(f"{cfg.cache}: no videos in split {cfg.split!r}")
     label = _label_column(cfg, meta, rows)
-    h = video_features(encoder, cache, rows, clip_len=meta["clip_len"],
-                       period=meta.get("period", 1), clips=cfg.clips,
-                       batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+    h = clip_average_videos(encoder, cache, rows, clip_len=meta["clip_len"],
+                            period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
+                            device=device, precision=cfg.precision)  # (N, F)
     videos = pd.DataFrame({
         "study_id": rows["study_id"].astype(str), "path": rows["path"].astype(str),
         "split": rows["split"].fillna("").astype(str) if "split" in rows else "",
         "label": pd.to_numeric(rows[label], errors="coerce") if label else np.nan})
-    study_h = pd.DataFrame(h).groupby(videos["study_id"].to_numpy(), sort=True).mean()
-    study_label = videos.groupby("study_id", sort=True)["label"].first()
+    dims = list(range(h.shape[1]))
+    studies = aggregate_by_study(pd.concat([videos, pd.DataFrame(h, columns=dims)], axis=1),
+                                 score=dims, label="label").set_index("study_id")
+    study_h, study_label = studies[dims], studies["label"].astype(float)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":
@@ -120,12 +88,12 @@ def embed(cfg: EmbedConfig) -> Path:
         _write_npz(out, videos, h, study_h, study_label)
     explained = plot_projection(h, videos["label"].to_numpy(), study_h.to_numpy(),
                                 study_label.to_numpy(), out.with_suffix(".png"),
-                                title=f"{meta.get('encoder', 'encoder')} features"
+                                title=f"{meta['encoder']} features"
                                       f"{f' — {cfg.split}' if cfg.split else ''}",
                                 label=label)
     info = {"model": str(cfg.model), "cache": str(cfg.cache), "split": cfg.split,
-            "encoder": meta.get("encoder"), "feature_dim": int(h.shape[1]),
-            "clip_len": meta["clip_len"], "period": meta.get("period", 1), "clips": cfg.clips,
+            "encoder": meta["encoder"], "feature_dim": int(h.shape[1]),
+            "clip_len": meta["clip_len"], "period": meta["period"], "clips": cfg.clips,
             "label": label, "n_videos": len(videos), "n_studies": len(study_h),
             "projection": "PCA (scikit-learn), fitted on videos",
             "explained_variance_ratio": explained}
@@ -134,12 +102,11 @@ def embed(cfg: EmbedConfig) -> Path:
 
 
 def _write_npz(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
-    tmp = out.with_name(f".{out.stem}.tmp.npz")
-    np.savez(tmp, h=h, study_id=videos["study_id"].to_numpy(str),
-             path=videos["path"].to_numpy(str), split=videos["split"].to_numpy(str),
-             label=videos["label"].to_numpy(float), studies=study_h.index.to_numpy(str),
-             study_h=study_h.to_numpy(np.float32), study_label=study_label.to_numpy(float))
-    tmp.replace(out)
+    arrays = dict(h=h, study_id=videos["study_id"].to_numpy(str), path=videos["path"].to_numpy(str),
+                  split=videos["split"].to_numpy(str), label=videos["label"].to_numpy(float),
+                  studies=study_h.index.to_numpy(str), study_h=study_h.to_numpy(np.float32),
+                  study_label=study_label.to_numpy(float))
+    atomic_write(out, lambda f: np.savez(f, **arrays))
 
 
 def _write_parquet(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> None:
@@ -151,9 +118,7 @@ def _write_parquet(out: Path, videos: pd.DataFrame, h, study_h, study_label) -> 
         label=study_label.to_numpy(float))
     table = pd.concat([video_table, study_table], ignore_index=True)
     table = table[["level", "study_id", "path", "split", "label", *names]]
-    tmp = out.with_name(f".{out.stem}.tmp.parquet")
-    table.to_parquet(tmp, index=False)
-    tmp.replace(out)
+    atomic_write(out, lambda f: table.to_parquet(f, index=False))
 
 
 def plot_projection(h: np.ndarray, labels: np.ndarray, study_h: np.ndarray,

@@ -16,12 +16,18 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from echoclr.data.ingest import PREPROCESSING_VERSION, decode_and_preprocess
+from echoclr.atomic import atomic_write_text
+from echoclr.data.cache import decode_and_preprocess
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
+from echoclr.data.preprocess import Preprocessing, preprocessing_of, replayable
 from echoclr.data.transforms import evenly_spaced_clips
-from echoclr.data.video import VideoReadError, is_dicom
-from echoclr.inference import load_classifier, predict_clips
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.data.video import is_dicom
+from echoclr.data.video_types import VideoReadError
+from echoclr.inference import predict_clips
+from echoclr.metrics import aggregate_by_study
+from echoclr.options import device_opt, model_opt, opt, precision_opt
+from echoclr.runs import pick_device
+from echoclr.weights import load_classifier
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
 COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
@@ -29,13 +35,15 @@ COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
 
 @dataclass(frozen=True)
 class PredictConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    inputs: tuple[str, ...] = ()  # DICOM files or folders (recursive), AVI/MP4 files, manifest CSV
-    out: str = "predictions.csv"  # CSV: one row per video and one per study
-    clips: int | None = None  # evenly spaced clips per video (default: the model's eval_clips)
-    salt: str = ""  # the ingest --salt, so DICOM study hashes match the training cache's
-    precision: str = "auto"  # auto (bf16 on GPUs and AMX CPUs, else fp32) | bf16 | fp32
-    device: str = "auto"  # auto | cpu | cuda
+    model: str = model_opt()
+    inputs: tuple[str, ...] = opt((), "DICOM files or folders (searched recursively), AVI or "
+                                      "MP4 files, or a manifest CSV.")
+    out: str = opt("predictions.csv", "Output CSV: one row per video and one per study.")
+    clips: int | None = opt(None, "Evenly spaced clips per video; None: the model's eval_clips.")
+    salt: str = opt("", "The salt given to ingest, so that DICOM study hashes match the "
+                        "training cache's.")
+    precision: str = precision_opt()
+    device: str = device_opt()
 
 
 @dataclass(frozen=True)
@@ -46,52 +54,6 @@ class VideoInput:
     study_id: str | None = None
     fps: float | None = None
     problem: str | None = None  # a manifest row that names no file
-
-
-def model_preprocessing(meta: dict, source: str | Path) -> dict:
-    """The ingest settings a model's training cache used: size, max_frames, min_fps, target_fps.
-
-    ``meta["preprocessing"]`` is the cache's ``ingest_config.json``; older or hand-made ones may
-    hold only ``size`` and ``max_frames``.
-
-    Raises:
-        ValueError: naming ``source``, when size or max_frames is missing, or the cache was made
-            by another version of :func:`echoclr.data.ingest.preprocess`.
-    """
-    prep = meta.get("preprocessing") or {}
-    spec = prep.get("preprocessing") or {}
-    values = {k: prep.get(k, spec.get(k)) for k in ("size", "max_frames", "min_fps", "target_fps")}
-    if values["size"] is None or values["max_frames"] is None:
-        raise ValueError(f"{source}: model.json gives no preprocessing size/max_frames, so new "
-                         "videos cannot be prepared as its training videos were")
-    version = spec.get("version")
-    if version is not None and version != PREPROCESSING_VERSION:
-        raise ValueError(f"{source}: trained on preprocessing version {version}, this echoclr "
-                         f"writes version {PREPROCESSING_VERSION}; predictions would not match")
-    return values
-
-
-def read_and_preprocess(path: str | Path, prep: dict, *, salt: str = "",
-                        fps: float | None = None) -> tuple[np.ndarray, dict]:
-    """Decode one file and preprocess it as ``ingest`` does (same fps rule, same function).
-
-    Args:
-        path: DICOM, AVI or MP4 file.
-        prep: :func:`model_preprocessing` values.
-        salt: prepended to DICOM identifiers before hashing.
-        fps: frame rate from a manifest, used when the file gives none.
-
-    Returns:
-        uint8 (T, size, size) frames and the video's non-identifying ``meta``.
-
-    Raises:
-        VideoReadError: unreadable, or slower than the cache's ``min_fps`` (ingest skipped such
-            videos: Doppler strips, stills).
-    """
-    frames, _, video, _ = decode_and_preprocess(
-        path, size=prep["size"], max_frames=prep["max_frames"], min_fps=prep.get("min_fps"),
-        target_fps=prep.get("target_fps"), salt=salt, manifest_fps=fps)
-    return frames, video.meta
 
 
 def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[VideoInput]:
@@ -143,7 +105,7 @@ def _manifest_inputs(path: Path) -> list[VideoInput]:
     return items
 
 
-def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: PredictConfig,
+def _score(model, item: VideoInput, prep: Preprocessing, meta: dict, k: int, cfg: PredictConfig,
            device: torch.device) -> dict:
     """One video row; a file that cannot be scored gets its reason as status."""
     row = {"level": "video", "study_id": item.study_id, "path": str(item.path),
@@ -151,12 +113,12 @@ def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: Predict
     try:
         if item.problem:
             raise VideoReadError(item.path, item.problem)
-        frames, video_meta = read_and_preprocess(item.path, prep, salt=cfg.salt, fps=item.fps)
-        clips = torch.from_numpy(
-            evenly_spaced_clips(frames, meta["clip_len"], meta.get("period", 1), k))
+        frames, _, video, _ = decode_and_preprocess(item.path, prep, salt=cfg.salt,
+                                                    manifest_fps=item.fps)
+        clips = torch.from_numpy(evenly_spaced_clips(frames, meta["clip_len"], meta["period"], k))
         row["probability"] = float(predict_clips(model, clips[None], device=device,
                                                  precision=cfg.precision)[0])
-        row["study_id"] = row["study_id"] or video_meta.get("study_uid_hash")
+        row["study_id"] = row["study_id"] or video.meta.get("study_uid_hash")
     except Exception as err:  # one bad file never stops the others
         reason = err.reason if isinstance(err, VideoReadError) else f"{type(err).__name__}: {err}"
         row["status"] = reason
@@ -166,17 +128,20 @@ def _score(model, item: VideoInput, prep: dict, meta: dict, k: int, cfg: Predict
 
 def study_rows(videos: pd.DataFrame) -> pd.DataFrame:
     """One row per study: mean probability of its scored videos; status says how many failed."""
+    scored = aggregate_by_study(videos[videos["status"] == "ok"], score="probability",
+                                label=None).set_index("study_id")
     rows = []
-    for study, group in videos.groupby("study_id", sort=True):
-        ok = group[group["status"] == "ok"]
-        n_failed = len(group) - len(ok)
-        if ok.empty:
+    for study, n_total in videos.groupby("study_id", sort=True).size().items():
+        n_ok = int(scored["n_videos"].get(study, 0))
+        if not n_ok:
             status = "no readable video"
+        elif n_ok < n_total:
+            status = f"ok ({n_total - n_ok} of {n_total} videos failed)"
         else:
-            status = "ok" if not n_failed else f"ok ({n_failed} of {len(group)} videos failed)"
+            status = "ok"
         rows.append({"level": "study", "study_id": study, "path": "",
-                     "probability": ok["probability"].mean() if len(ok) else np.nan,
-                     "status": status, "n_videos": len(ok)})
+                     "probability": scored["probability"].get(study, np.nan),
+                     "status": status, "n_videos": n_ok})
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -193,10 +158,10 @@ def predict(cfg: PredictConfig) -> Path:
         ValueError: no inputs were given, or the model's preprocessing is unknown.
     """
     model, meta = load_classifier(cfg.model)
-    prep = model_preprocessing(meta, cfg.model)
+    prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
-    k = cfg.clips or meta.get("eval_clips", 4)
+    k = cfg.clips or meta["eval_clips"]
     items = collect_inputs(cfg.inputs)
     if not items:
         raise ValueError(f"predict: nothing to score in {list(cfg.inputs)}")

@@ -7,7 +7,7 @@
 3. Positive retrieval with the same trivial features: for two PLAX videos per study, is the nearest
    other video (cosine) in a pool of 64 studies from the same study? (chance ~ 1/127)
 
-Usage: PYTHONPATH=src python benchmarks/synth_difficulty.py [--studies 600] [--size 112]
+Usage: PYTHONPATH=src python benchmarks/research/synth_difficulty.py [--studies 600] [--size 112]
        [--workers 2]
 """
 
@@ -22,8 +22,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from echoclr.data.synth_anatomy import sample_anatomy, sample_study
-from echoclr.data.synth_render import render_video
+from echoclr.synth.anatomy import sample_anatomy, sample_study
+from echoclr.synth.render import render_video
 
 LABELS = ("lvh", "severe_as")
 C_GRID = (0.003, 0.03, 0.3, 3.0)  # inverse L2 strengths tried; the best on test is reported

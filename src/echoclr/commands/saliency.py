@@ -16,11 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.data.cache import decode_and_preprocess
+from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
-from echoclr.inference import clips_to_input, load_classifier, predict_clips
-from echoclr.predict import model_preprocessing, read_and_preprocess
-from echoclr.runs import atomic_write_text, pick_device
+from echoclr.inference import clips_to_input, predict_clips
+from echoclr.options import device_opt, model_opt, opt
+from echoclr.runs import pick_device
+from echoclr.weights import load_classifier
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
 MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at least this
@@ -28,12 +32,13 @@ MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at le
 
 @dataclass(frozen=True)
 class SaliencyConfig:
-    model: str = ""  # fine-tuning run folder (model.pt + model.json) or its model.pt
-    video: str = ""  # one DICOM, AVI or MP4 file
-    out: str = "saliency"  # folder: overlay.gif/.mp4, saliency_max.png, saliency.npy/.json
-    max_frames: int = 32  # frames explained, from the start of the preprocessed video
-    fps: float = 10.0  # Hz: playback rate of the overlay videos
-    device: str = "auto"  # auto | cpu | cuda
+    model: str = model_opt()
+    video: str = opt("", "One DICOM, AVI or MP4 file.")
+    out: str = opt("saliency", "Output folder: overlay.gif and .mp4, saliency_max.png, "
+                               "saliency.npy and .json.")
+    max_frames: int = opt(32, "Frames explained, from the start of the preprocessed video.")
+    fps: float = opt(10.0, "Playback rate of the overlay videos, frames/s.")
+    device: str = device_opt()
 
 
 def target_layer(encoder: nn.Module) -> nn.Module:
@@ -148,13 +153,9 @@ def write_gif(path: str | Path, frames: np.ndarray, fps: float) -> Path:
 
     path = Path(path)
     images = [Image.fromarray(f) for f in frames]
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=max(20, round(1000 / fps)), loop=0)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: images[0].save(
+        f, format="GIF", save_all=True, append_images=images[1:],
+        duration=max(20, round(1000 / fps)), loop=0))
     return path
 
 
@@ -183,22 +184,22 @@ def plot_max_over_time(frames: np.ndarray, maps: np.ndarray, out_png: str | Path
 def saliency(cfg: SaliencyConfig) -> Path:
     """Explain one video: preprocess it as the training cache, Grad-CAM over its first
     ``max_frames`` frames (:func:`explain_window`: the encoders pool globally, so a whole window
-    goes through as one clip per frame offset, without stitching); write the overlay as GIF and MP4, the max-over-time PNG, ``saliency.npy``
-    (float32 (T, H, W), in the model's preprocessed frame space) and ``saliency.json``.
-    Returns the output folder.
+    goes through as one clip per frame offset, without stitching); write the overlay as GIF and
+    MP4, the max-over-time PNG, ``saliency.npy`` (float32 (T, H, W), in the model's preprocessed
+    frame space) and ``saliency.json``. Returns the output folder.
     """
     if cfg.max_frames < 1:
         raise ValueError(f"saliency: max_frames must be >= 1, got {cfg.max_frames}")
     model, meta = load_classifier(cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
-    prep = model_preprocessing(meta, cfg.model)
-    frames, _ = read_and_preprocess(cfg.video, prep)
-    clip_len, period = meta["clip_len"], meta.get("period", 1)
+    prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)
+    frames = decode_and_preprocess(cfg.video, prep)[0]
+    clip_len, period = meta["clip_len"], meta["period"]
     window = frames[:cfg.max_frames]  # uint8 (T, S, S)
     maps, window_probability = explain_window(model, window, clip_len=clip_len, period=period,
                                               device=device)
-    k = meta.get("eval_clips", 4)
+    k = meta["eval_clips"]
     probability = float(predict_clips(
         model, torch.from_numpy(evenly_spaced_clips(frames, clip_len, period, k))[None].to(device),
         device=device, precision="fp32")[0])
@@ -208,7 +209,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
     overlay = enlarge(overlay_frames(window, maps))
     write_gif(out / "overlay.gif", overlay, cfg.fps)
     write_video(out / "overlay.mp4", overlay, cfg.fps)
-    task = meta.get("task", "positive class")
+    task = meta["task"]
     plot_max_over_time(window, maps, out / "saliency_max.png",
                        f"{task}: p = {probability:.3f} ({Path(cfg.video).name})")
     info = {"video": str(cfg.video), "model": str(cfg.model), "task": task,

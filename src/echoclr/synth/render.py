@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
-from echoclr.data.synth_anatomy import MACHINES, Clip, Study
-from echoclr.data.synth_heart import MYOCARDIUM, a4c_scene, beat_timeline, plax_scene
-from echoclr.data.synth_shapes import MaterialGrid, clamp01
+from echoclr.synth.anatomy import MACHINES, Clip, Study
+from echoclr.synth.heart import MYOCARDIUM, a4c_scene, beat_timeline, plax_scene
+from echoclr.synth.shapes import MaterialGrid, clamp01
 
 SPECKLE_TAU_S = 0.25  # decorrelation time of tissue speckle (out-of-plane motion)
 APEX_ROW = 0.02  # sector apex, fraction of the frame height from the top

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echoclr.data.synth_anatomy import Anatomy, Clip
-from echoclr.data.synth_shapes import (
+from echoclr.synth.anatomy import Anatomy, Clip
+from echoclr.synth.shapes import (
     MaterialGrid,
     band,
     clamp01,

@@ -9,7 +9,7 @@ recovers the true order exactly (chance 1/clip_len!) and up to reversal (chance 
 for raw and for augmented clips. A stride whose figures sit near chance gives the reordering
 head nothing to learn; a stride with a clear signal can still take a CNN many steps to find.
 
-    PYTHONPATH=src python benchmarks/reorder_signal.py CACHE --periods 1 2 3
+    PYTHONPATH=src python benchmarks/research/reorder_signal.py CACHE --periods 1 2 3
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import itertools
 import numpy as np
 import torch
 
-from echoclr.data.datasets import StudyPairDataset, VideoCache
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.transforms import augment_clips, minmax_scale
 
 

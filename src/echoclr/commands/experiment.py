@@ -17,26 +17,31 @@ from pathlib import Path
 
 import pandas as pd
 
-from echoclr.evaluate import EvaluateConfig, compare_runs, evaluate_run
-from echoclr.finetune import FinetuneConfig, finetune
-from echoclr.pretrain import METHODS, PretrainConfig, pretrain
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_write_text
+from echoclr.commands.compare import compare_runs
+from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
+from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.commands.pretrain import PretrainConfig, pretrain
+from echoclr.options import opt
+from echoclr.pretraining import METHODS
 
 INITS = ("random", "kinetics", *METHODS)
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    config: str = ""  # experiment TOML (see configs/*.toml)
-    out: str = "runs/experiment"  # output folder
-    cache: str | None = None  # overrides the TOML's cache
-    shard: str = "0/1"  # i/n: run every n-th cell from i (spread cells over processes/GPUs)
-    report_only: bool = False  # only collect finished cells into results/report/plot
+    config: str = opt("", "Experiment TOML file (see src/echoclr/configs/*.toml).")
+    out: str = opt("runs/experiment", "Output folder.")
+    cache: str | None = opt(None, "Cache folder, overriding the TOML's.")
+    shard: str = opt("0/1", "i/n runs every n-th cell starting at cell i, to spread the cells "
+                            "over processes or GPUs.")
+    report_only: bool = opt(False, "Only collect the finished cells into the results, report "
+                                   "and plot.")
 
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """The parsed TOML."""
+    """What an experiment runs: from a TOML file (`from_toml`) or a demo preset (`from_dict`)."""
 
     cache: str
     tasks: tuple[str, ...] = ("lvh", "severe_as")
@@ -51,21 +56,28 @@ class ExperimentSpec:
     evaluate: dict = field(default_factory=dict)  # EvaluateConfig overrides
 
     @classmethod
-    def from_toml(cls, path: str | Path, cache: str | None = None) -> "ExperimentSpec":
+    def from_toml(cls, path: str | Path, cache: str | None = None) -> ExperimentSpec:
+        """The spec a TOML file describes (``cache``, when given, overrides its cache)."""
         data = tomllib.loads(Path(path).read_text())
-        if cache:
-            data["cache"] = cache
+        return cls.from_dict(data | ({"cache": cache} if cache else {}), source=path)
+
+    @classmethod
+    def from_dict(cls, data: dict, *, source: str | Path = "experiment") -> ExperimentSpec:
+        """The spec of a parsed TOML table (lists become tuples), checked.
+
+        Raises:
+            ValueError: naming ``source``, for no cache, unknown keys or unknown inits.
+        """
         if not data.get("cache"):
-            raise ValueError(f"{path}: no `cache` given (set it in the file or pass --cache)")
+            raise ValueError(f"{source}: no `cache` given (set it in the file or pass --cache)")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+            raise ValueError(f"{source}: unknown keys {sorted(unknown)}")
         bad = set(data.get("inits", ())) - set(INITS)
         if bad:
-            raise ValueError(f"{path}: unknown inits {sorted(bad)}; choose from {INITS}")
-        for key in ("tasks", "fractions", "seeds", "inits", "splits"):
-            if key in data:
-                data[key] = tuple(data[key])
+            raise ValueError(f"{source}: unknown inits {sorted(bad)}; choose from {INITS}")
+        data = {k: tuple(v) if k in ("tasks", "fractions", "seeds", "inits", "splits") else v
+                for k, v in data.items()}
         return cls(**data)
 
 
@@ -155,20 +167,26 @@ def delong_rows(spec: ExperimentSpec, out: Path, results: pd.DataFrame) -> pd.Da
 
 
 def run_experiment(cfg: ExperimentConfig) -> Path:
-    """Run (this shard of) the experiment, then write results.csv, report.md and the plot."""
+    """Run (this shard of) the experiment a TOML file describes; returns report.md."""
+    spec = ExperimentSpec.from_toml(cfg.config, cfg.cache)
+    return run_spec(spec, Path(cfg.out), shard=cfg.shard, report_only=cfg.report_only)
+
+
+def run_spec(spec: ExperimentSpec, out: Path, *, shard: str = "0/1",
+             report_only: bool = False) -> Path:
+    """Run (this shard of) an experiment, then write results.csv, delong.csv, report.md and the
+    plot into ``out``; returns report.md."""
     from echoclr.report import write_report  # matplotlib only when reporting
 
-    spec = ExperimentSpec.from_toml(cfg.config, cfg.cache)
-    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "experiment.json", json.dumps(dataclasses.asdict(spec), indent=2))
-    if not cfg.report_only:
-        shard, n_shards = (int(x) for x in cfg.shard.split("/"))
+    if not report_only:
+        index, n_shards = (int(x) for x in shard.split("/"))
         encoders = pretrain_all(spec, out)
         cells = [(i, t, f, s) for t in spec.tasks for f in spec.fractions
                  for s in spec.seeds for i in spec.inits]
-        for index, cell in enumerate(cells):
-            if index % n_shards == shard:
+        for k, cell in enumerate(cells):
+            if k % n_shards == index:
                 run_cell(spec, out, encoders, *cell)
     results = collect_results(spec, out)
     results.to_csv(out / "results.csv", index=False)

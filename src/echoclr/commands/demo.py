@@ -2,8 +2,9 @@
 
 Synthesize a cohort → ingest it → pretrain EchoCLR → fine-tune EchoCLR and random init at a few
 label fractions for ``lvh`` and ``severe_as`` → report.md + label_efficiency.png. The settings
-live in ``configs/demo.toml`` (and ``configs/demo_ci.toml`` for the small CI version); the
-paper's protocol is ``configs/paper.toml``.
+live in ``configs/demo.toml`` (and ``configs/demo_ci.toml`` for the small CI version), whose
+``[experiment]`` tables become the :class:`ExperimentSpec` the experiment runs; the paper's
+protocol is ``configs/paper.toml``.
 """
 
 from __future__ import annotations
@@ -15,19 +16,22 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from echoclr.data.ingest import IngestConfig, ingest
-from echoclr.data.synth import SynthConfig, synthesize
-from echoclr.experiment import ExperimentConfig, run_experiment
-from echoclr.runs import atomic_write_text
+from echoclr.atomic import atomic_write_text
+from echoclr.commands.experiment import ExperimentSpec, run_spec
+from echoclr.commands.ingest import IngestConfig, ingest
+from echoclr.commands.synth import synthesize
+from echoclr.options import opt
+from echoclr.synth.cohort import SynthConfig
 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    out: str = "echoclr_demo"  # output folder (cohort, cache, runs, report)
-    preset: str = "demo"  # demo (≈10 min on 2 CPU cores) | demo_ci (≈1 min, for CI)
-    patients: int | None = None  # overrides the preset's cohort size
-    seed: int | None = None  # overrides the preset's seed (cohort, splits, training)
-    workers: int = 2  # synth/ingest processes (this machine has 2 cores)
+    out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
+    preset: str = opt("demo", "demo (about 10 min on 2 CPU cores) or demo_ci (about 1 min, for "
+                              "CI).")
+    patients: int | None = opt(None, "Cohort size, overriding the preset's.")
+    seed: int | None = opt(None, "Seed of cohort, splits and training, overriding the preset's.")
+    workers: int = opt(2, "Processes for synth and ingest.")
 
 
 def load_preset(name: str) -> dict:
@@ -37,32 +41,6 @@ def load_preset(name: str) -> dict:
     except FileNotFoundError:
         raise ValueError(f"unknown demo preset {name!r} (demo, demo_ci)") from None
     return tomllib.loads(text)
-
-
-def _toml_value(v) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    return repr(v)
-
-
-def to_toml(data: dict) -> str:
-    """Write a two-level dict (tables of scalars/lists) as TOML."""
-    top = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    tables = []
-    for k, v in data.items():
-        if isinstance(v, dict):
-            if all(isinstance(x, dict) for x in v.values()) and v:
-                tables += [f"\n[{k}.{sub}]\n" + "\n".join(
-                    f"{a} = {_toml_value(b)}" for a, b in inner.items())
-                    for sub, inner in v.items()]
-            else:
-                tables.append(f"\n[{k}]\n" + "\n".join(f"{a} = {_toml_value(b)}"
-                                                        for a, b in v.items()))
-    return "\n".join(top) + "\n" + "\n".join(tables) + "\n"
 
 
 def run_demo(cfg: DemoConfig) -> Path:
@@ -86,11 +64,10 @@ def run_demo(cfg: DemoConfig) -> Path:
         if result.n_skipped:
             print(result.summary())
     timings["ingest_s"] = time.perf_counter() - tic - timings["synth_s"]
-    spec = preset["experiment"] | {"cache": str(cache.resolve())}
-    spec["pretrain"] = spec.get("pretrain", {}) | {"seed": seed}
-    spec_path = out / "experiment.toml"
-    atomic_write_text(spec_path, to_toml(spec))
-    report = run_experiment(ExperimentConfig(config=str(spec_path), out=str(out / "experiment")))
+    experiment = preset["experiment"] | {"cache": str(cache.resolve())}
+    experiment["pretrain"] = experiment.get("pretrain", {}) | {"seed": seed}
+    spec = ExperimentSpec.from_dict(experiment, source=f"demo preset {cfg.preset!r}")
+    report = run_spec(spec, out / "experiment")
     timings["total_s"] = time.perf_counter() - tic
     atomic_write_text(out / "timings.json", json.dumps(
         {k: round(v, 1) for k, v in timings.items()}, indent=2))

@@ -1,0 +1,239 @@
+"""``echoclr finetune``: fine-tuning on a fraction of the labeled training studies.
+
+The protocol of Holste et al. 2024: class-weighted BCE with label smoothing (applied, unlike the
+paper's code), dropout 0.25 before the logit, Adam, early stopping on the validation loss after
+exactly ``patience`` epochs without improvement with the best weights restored, strict loading of
+pretrained encoders. The step and the epoch are :mod:`echoclr.finetuning`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from echoclr.data.cache import VideoCache
+from echoclr.data.datasets import ClipDataset
+from echoclr.data.manifest import label_fraction_studies
+from echoclr.data.preprocess import check_compatible, preprocessing_of
+from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
+from echoclr.inference import predict_videos
+from echoclr.losses import smoothed_bce
+from echoclr.metrics import aggregate_by_study
+from echoclr.models import Classifier, build_encoder
+from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.runs import (
+    JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
+)
+from echoclr.weights import kinetics_encoder, load_encoder, save_classifier
+
+INITS_WITHOUT_FILE = ("random", "kinetics")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    cache: str = cache_opt()
+    out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
+    task: str = opt("lvh", "Binary label column of the manifest to learn.")
+    init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
+                              "pretraining encoder.pt.")
+    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
+                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
+    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
+    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
+                                    "torch's cache.")
+    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
+    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
+                                "the same studies.")
+    val_fraction: float = opt(1.0, "Share of the validation studies used (paper: all, even at "
+                                   "1 %).")
+    seed: int = opt(0, "Seed of new layers, clip draws, augmentation and dropout.")
+    lr: float = opt(1e-4, "Adam learning rate (paper: 1e-4).")
+    lr_grid: tuple[float, ...] = opt((), "Learning rates to try, one run each, keeping the one "
+                                         "with the best validation AUROC; empty: just lr.")
+    encoder_lr_scale: float = opt(1.0, "The encoder learns at lr times this; the head at lr.")
+    head_epochs: int = opt(0, "Epochs that train the head alone before full fine-tuning.")
+    linear_probe: bool = opt(False, "Freeze the encoder for the whole run.")
+    epochs: int = opt(30, "Most epochs (paper: 30).")
+    max_steps: int | None = opt(None, "Stop after this many optimizer steps in all; None: no "
+                                      "limit.")
+    patience: int = opt(5, "Epochs without a lower validation loss before stopping.")
+    clip_len: int = opt(16, "Frames per clip (paper: 16).")
+    period: int = opt(1, "Stride between the frames of a clip.")
+    batch_size: int = opt(88, "Videos per optimizer step (paper: 88).")
+    dropout: float = opt(0.25, "Dropout before the logit.")
+    label_smoothing: float = opt(0.1, "Label smoothing s: targets become y(1 - s) + s/2.")
+    augment: bool = opt(True, "Apply the paper's augmentation to training clips.")
+    eval_clips: int = opt(4, "Evenly spaced clips per video at test time (paper: 4).")
+    val_clips: int = opt(4, "Evenly spaced clips per video for the validation after each "
+                            "epoch.")
+    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    precision: str = precision_opt()
+    workers: int = opt(2, "Data-loader processes.")
+    device: str = device_opt()
+    progress: bool = opt(True, "Show a progress bar.")
+
+
+def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
+    """The classifier with its encoder initialised as ``cfg.init`` says (strict loading), and
+    the encoder's description: ``encoder`` and ``width`` (a pretrained encoder's whole sidecar)."""
+    if cfg.init == "random":
+        encoder = build_encoder(cfg.encoder, width=cfg.width)
+    elif cfg.init == "kinetics":
+        encoder = kinetics_encoder(cfg.encoder, cfg.weights)
+    else:
+        encoder, pretrained = load_encoder(cfg.init)
+        return Classifier(encoder, dropout=cfg.dropout), pretrained
+    return Classifier(encoder, dropout=cfg.dropout), {"encoder": cfg.encoder, "width": cfg.width}
+
+
+def check_init(cfg: FinetuneConfig, encoder_meta: dict, cache: VideoCache) -> None:
+    """A pretrained encoder is fine-tuned only on frames prepared as its pretraining frames were.
+
+    Raises:
+        ValueError: naming both files and the differing settings (e.g. both frame sizes).
+    """
+    if cfg.init not in INITS_WITHOUT_FILE:
+        check_compatible(preprocessing_of(encoder_meta, cfg.init), cache.preprocessing,
+                         expected_from=cfg.init, found_from=cache.config_path,
+                         fix="fine-tune on a cache ingested as its pretraining cache was")
+
+
+def select_rows(cfg: FinetuneConfig, cache: VideoCache):
+    """Training videos of the drawn label fraction, and the validation videos (labeled only)."""
+    train = cache.rows("train", cfg.view)
+    subsets = label_fraction_studies(train, label=cfg.task, fractions=[cfg.fraction],
+                                     seed=cfg.fraction_seed)
+    train = train[train["study_id"].isin(subsets[cfg.fraction])]
+    val = cache.rows("val", cfg.view)
+    val = val[val[cfg.task].notna()]
+    if cfg.val_fraction < 1:
+        val_studies = label_fraction_studies(
+            val.assign(split="train"), label=cfg.task, fractions=[cfg.val_fraction],
+            seed=cfg.fraction_seed)[cfg.val_fraction]
+        val = val[val["study_id"].isin(val_studies)]
+    if val.empty:
+        raise ValueError(f"{cfg.cache}: no labeled validation videos for {cfg.task!r}")
+    return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
+    """Validation loss (per video, clip-averaged logits) and study-level AUROC."""
+    pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
+                          period=cfg.period, clips=cfg.val_clips, device=device,
+                          precision=cfg.precision)
+    if pred["y_score"].isna().any():  # diverged: neither a loss nor an AUROC to speak of
+        return float("nan"), float("nan")
+    p = torch.tensor(pred["y_score"].to_numpy()).clamp(1e-6, 1 - 1e-6)
+    loss = smoothed_bce(torch.logit(p), torch.tensor(pred["y_true"].to_numpy()),
+                        pos_weight=pos_weight, smoothing=cfg.label_smoothing).item()
+    study = aggregate_by_study(pred)
+    auroc = roc_auc_score(study["y_true"], study["y_score"]) if study["y_true"].nunique() > 1 \
+        else float("nan")
+    return loss, auroc
+
+
+def finetune(cfg: FinetuneConfig) -> Path:
+    """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
+    clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
+    if cfg.lr_grid:
+        return _finetune_grid(cfg)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    device = pick_device(cfg.device)
+    cache = VideoCache(cfg.cache)
+    train, val = select_rows(cfg, cache)
+    labels = train.drop_duplicates("study_id")[cfg.task].astype(float)
+    n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+    pos_weight = n_neg / max(n_pos, 1)
+    model, meta = build_classifier(cfg)
+    check_init(cfg, meta, cache)
+    model = model.to(device, memory_format=torch.channels_last_3d)
+    write_config(cfg, out, {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
+                            "n_train_videos": len(train), "n_val_studies":
+                            int(val["study_id"].nunique()), "pos_weight": pos_weight})
+    dataset = ClipDataset(cache, train, clip_len=cfg.clip_len, period=cfg.period,
+                          label=cfg.task, seed=cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
+                        generator=g, num_workers=cfg.workers, drop_last=False,
+                        persistent_workers=cfg.workers > 0)  # an epoch can be a single step
+    log = JsonlLog(out / "log.jsonl")
+    log.path.unlink(missing_ok=True)
+    stopper, best_state = _train(cfg, model, dataset, loader, cache, val, log, device=device,
+                                 pos_weight=pos_weight, generator=g)
+    if best_state is None:  # NaN never beats inf: every validation loss was NaN
+        raise RuntimeError(f"{out}: the validation loss was NaN in every epoch (training "
+                           f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
+    model.load_state_dict(best_state)
+    _save_model(model, cfg, meta, cache, out, stopper)
+    return out
+
+
+def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader: DataLoader,
+           cache: VideoCache, val: pd.DataFrame, log: JsonlLog, *, device: torch.device,
+           pos_weight: float, generator: torch.Generator) -> tuple[EarlyStopping, dict | None]:
+    """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
+    the best state (None when no validation loss was a number)."""
+    stopper, best_state, step, optimizer = EarlyStopping(cfg.patience), None, 0, None
+    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), disable=not cfg.progress,
+               desc=f"finetune {cfg.task}", unit="step")
+    for epoch in range(cfg.epochs):
+        frozen = epoch < cfg.head_epochs or cfg.linear_probe
+        if optimizer is None or epoch == cfg.head_epochs:
+            optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=frozen))
+        dataset.set_epoch(epoch)
+        losses, step = train_one_epoch(model, optimizer, loader, cfg, step=step, device=device,
+                                       pos_weight=pos_weight, generator=generator,
+                                       frozen=frozen, on_step=lambda: bar.update(1))
+        val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight)
+        improved = stopper.update(epoch, val_loss)
+        if improved:
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), val_loss=val_loss,
+                  val_auroc=val_auroc, best=improved)
+        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
+        if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
+            break
+    bar.close()
+    return stopper, best_state
+
+
+def _save_model(model, cfg, meta, cache, out, stopper) -> None:
+    """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
+    info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
+            "init": cfg.init, "clip_len": cfg.clip_len, "period": cfg.period,
+            "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
+            "preprocessing": cache.preprocessing.to_dict(),  # the cache's record, unchanged
+            "cache": str(Path(cfg.cache).resolve()), "best_epoch": stopper.best_epoch,
+            "best_val_loss": stopper.best, "finetune_config": dataclasses.asdict(cfg)}
+    save_classifier(model, out, info)
+
+
+def _finetune_grid(cfg: FinetuneConfig) -> Path:
+    """Written-down LR rule: the lr whose run has the best validation study AUROC (ties: lower
+    validation loss) is kept; every candidate's run stays in ``out/lr_*``."""
+    out = Path(cfg.out)
+    scores = {}
+    for lr in cfg.lr_grid:
+        sub = dataclasses.replace(cfg, lr=lr, lr_grid=(), out=str(out / f"lr_{lr:g}"))
+        finetune(sub)
+        rows = JsonlLog(Path(sub.out) / "log.jsonl").rows()
+        best = min(rows, key=lambda r: r["val_loss"])
+        auroc = best["val_auroc"] if best["val_auroc"] == best["val_auroc"] else -1.0
+        scores[lr] = (auroc, -best["val_loss"])
+    chosen = max(scores, key=scores.get)
+    for name in ("model.pt", "model.json", "log.jsonl"):
+        shutil.copy2(out / f"lr_{chosen:g}" / name, out / name)
+    write_config(cfg, out, {"chosen_lr": chosen, "lr_rule": "best validation study AUROC",
+                            "grid_scores": {str(k): v[0] for k, v in scores.items()}})
+    return out

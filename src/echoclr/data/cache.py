@@ -1,0 +1,173 @@
+"""The cache ``echoclr ingest`` writes: the one writer and the one reader of its format.
+
+    CACHE/
+      videos/<key>.npy     uint8 (T, S, S), memory-mappable; <key> = video_key(manifest path)
+      videos/<key>.json    its sidecar: n_frames, fps, source_fps, fps_from, height, width, meta
+                           (non-identifying: hashes, DICOM regions, codec) and preprocess (mask,
+                           crop box, padding)
+      manifest.csv         the manifest's rows of cached videos: path → videos/<key>.npy, plus
+                           source, n_frames, fps, split, height, width, _study_uid_hash,
+                           _patient_id_hash
+      ingest_report.csv    path and reason of every skipped file
+      ingest_config.json   the ingest settings (never the salt), "salted", and "preprocessing":
+                           the :class:`~echoclr.data.preprocess.Preprocessing` record
+
+Every file is written atomically, the array last, so an entry counts only when both exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from echoclr.atomic import atomic_write, atomic_write_bytes
+from echoclr.data.manifest import read_manifest
+from echoclr.data.preprocess import (
+    CACHE_KEYS, Preprocessing, check_compatible, prepare, preprocessing_of,
+)
+from echoclr.data.video import read_video
+from echoclr.data.video_types import Video, VideoReadError
+
+CONFIG = "ingest_config.json"
+
+
+def video_key(source: str) -> str:
+    """Cache file stem of a video: SHA-256 of its manifest path string, 16 hex digits."""
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
+
+
+def entry_paths(root: str | Path, source: str) -> tuple[Path, Path]:
+    """The ``.npy`` and ``.json`` files of a video's cache entry."""
+    stem = Path(root) / "videos" / video_key(source)
+    return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def read_entry(root: str | Path, source: str) -> dict | None:
+    """The sidecar of a finished entry (array and sidecar both present), else None."""
+    npy, sidecar = entry_paths(root, source)
+    return json.loads(sidecar.read_text()) if npy.is_file() and sidecar.is_file() else None
+
+
+def decode_and_preprocess(path: str | Path, prep: Preprocessing, *, salt: str = "",
+                          manifest_fps: float | None = None
+                          ) -> tuple[np.ndarray, dict, Video, str]:
+    """Decode one file and preprocess it as ``prep`` says: what its cache entry holds, and what
+    ``predict`` and ``saliency`` score.
+
+    Returns:
+        uint8 (T, size, size) frames, the preprocessing info, the decoded ``Video`` (``fps`` set)
+        and where its frame rate came from ("file", "manifest" or "default").
+
+    Raises:
+        VideoReadError: unreadable, or slower than ``prep.min_fps`` (Doppler strips, stills).
+    """
+    video = read_video(path, max_frames=prep.source_frames, salt=salt)
+    frames, info, fps_from = prepare(video, prep, path=path, manifest_fps=manifest_fps)
+    return frames, info, video, fps_from
+
+
+def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
+                  manifest_fps: float | None, target_fps: float | None = None
+                  ) -> tuple[str, dict | str]:
+    """Decode, check fps, preprocess and cache one video (one ingest job); never raises.
+
+    Returns:
+        ("ok", record) with the sidecar's content, or ("skip", reason).
+    """
+    prep = Preprocessing(size=size, max_frames=max_frames, min_fps=min_fps,
+                         target_fps=target_fps)
+    try:
+        frames, info, video, fps_from = decode_and_preprocess(path, prep, salt=salt,
+                                                              manifest_fps=manifest_fps)
+        record = {
+            "n_frames": len(frames), "fps": float(target_fps or video.fps),
+            "source_fps": float(video.fps), "fps_from": fps_from,
+            "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
+            "meta": video.meta, "preprocess": info,
+        }
+        npy_path = Path(npy)
+        atomic_write_bytes(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
+        atomic_write(npy_path, lambda f: np.save(f, np.ascontiguousarray(frames)))
+        return "ok", record
+    except VideoReadError as err:
+        return "skip", err.reason
+    except Exception as err:  # one bad file never stops the run
+        return "skip", f"{type(err).__name__}: {err}"
+
+
+def check_cache(root: str | Path, prep: Preprocessing) -> None:
+    """Refuse to add videos prepared as ``prep`` to a cache whose frames were prepared otherwise.
+
+    Raises:
+        ValueError: naming the cache's config and the differing settings.
+    """
+    file = Path(root) / CONFIG
+    if file.is_file():
+        check_compatible(prep, preprocessing_of(json.loads(file.read_text()), file),
+                         expected_from="these ingest settings", found_from=str(file),
+                         fix="ingest into another folder", keys=CACHE_KEYS)
+
+
+def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, df: pd.DataFrame,
+                      records: dict, skipped: list[tuple[str, str]]) -> None:
+    """Write a cache's manifest.csv, ingest_report.csv and ingest_config.json.
+
+    Args:
+        root: the cache folder (its ``videos/<key>.npy`` files already written).
+        settings: the ingest settings to record (without the salt).
+        prep: the preprocessing record of the cache's frames.
+        df: the input manifest; ``records`` index into it.
+        records: row index -> {"n_frames", "fps", "height", "width", "meta"} of each cached video.
+        skipped: (path, reason) of every video that was not cached.
+    """
+    root = Path(root)
+    rows = df.loc[sorted(records)].copy()
+    rows["source"] = rows["path"]
+    rows["path"] = [f"videos/{video_key(s)}.npy" for s in rows["source"]]
+    for column in ("n_frames", "fps", "height", "width"):
+        rows[column] = [records[i][column] for i in rows.index]
+    rows["_study_uid_hash"] = [records[i]["meta"].get("study_uid_hash") for i in rows.index]
+    rows["_patient_id_hash"] = [records[i]["meta"].get("patient_id_hash") for i in rows.index]
+    atomic_write_bytes(root / "manifest.csv", rows.to_csv(index=False).encode())
+    report = pd.DataFrame(skipped, columns=["path", "reason"])
+    atomic_write_bytes(root / "ingest_report.csv", report.to_csv(index=False).encode())
+    config = settings | {"preprocessing": prep.to_dict()}
+    atomic_write_bytes(root / CONFIG, json.dumps(config, indent=2).encode())
+
+
+class VideoCache:
+    """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8
+    (T, H, W)) + ``ingest_config.json``."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        manifest = self.root / "manifest.csv"
+        if not manifest.is_file():
+            raise FileNotFoundError(
+                f"{self.root}: not an echoclr cache (no manifest.csv); run `echoclr ingest` first")
+        self.manifest = read_manifest(manifest)
+        self.config_path = self.root / CONFIG
+        self.config = json.loads(self.config_path.read_text()) if self.config_path.is_file() \
+            else {}
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """The record of what the cache's frames went through."""
+        return preprocessing_of(self.config, self.config_path)
+
+    def rows(self, split: str | None = None, view: str | None = None) -> pd.DataFrame:
+        """Manifest rows of one split (and view), index reset."""
+        df = self.manifest
+        if split is not None:
+            df = df[df["split"] == split]
+        if view is not None and "view" in df.columns:
+            df = df[df["view"] == view]
+        return df.reset_index(drop=True)
+
+    def open(self, path: str) -> np.ndarray:
+        """Memory-map one cached video: uint8 (T, H, W); only sliced frames are read."""
+        return np.load(self.root / path, mmap_mode="r")

@@ -1,0 +1,92 @@
+"""One fine-tuning step and epoch, as in Holste et al. 2024: class-weighted BCE on smoothed
+targets, Adam with the head at ``lr`` and the encoder at ``lr * encoder_lr_scale``, head-only
+epochs or a linear probe with the encoder frozen, and early stopping after exactly ``patience``
+epochs without a lower validation loss.
+
+``cfg`` is the finetune command's config (:class:`echoclr.commands.finetune.FinetuneConfig`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.utils.data import DataLoader
+
+from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
+from echoclr.losses import smoothed_bce
+from echoclr.models import Classifier
+from echoclr.runs import autocast
+
+
+class EarlyStopping:
+    """Stops after exactly ``patience`` epochs without a lower validation loss."""
+
+    def __init__(self, patience: int):
+        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, math.inf, -1, 0
+
+    def update(self, epoch: int, val_loss: float) -> bool:
+        """Record an epoch; True when it is the best so far."""
+        if val_loss < self.best:
+            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+
+def param_groups(model: Classifier, cfg, *, frozen: bool) -> list[dict]:
+    """Adam's parameter groups: the head at ``lr``; unless ``frozen``, the encoder at
+    ``lr * encoder_lr_scale``."""
+    head = {"params": list(model.head_parameters()), "lr": cfg.lr}
+    if frozen:
+        return [head]
+    return [head, {"params": model.encoder_parameters(), "lr": cfg.lr * cfg.encoder_lr_scale}]
+
+
+def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.device,
+               pos_weight: float, generator: torch.Generator, frozen: bool = False) -> float:
+    """One optimizer step on a batch {"clip": uint8 (B, T, H, W), "label": (B,)}; returns the loss.
+
+    ``frozen``: the encoder runs without gradients (linear probe / head-only epochs).
+    """
+    clips = minmax_scale(batch["clip"].to(device))
+    if cfg.augment:
+        clips = augment_clips(clips, generator=generator)
+    with autocast(device, cfg.precision):
+        x = to_model_input(clips)
+        logits = model.forward_frozen(x) if frozen else model(x)
+    loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
+                        smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, step: int,
+                    device: torch.device, pos_weight: float, generator: torch.Generator,
+                    frozen: bool, on_step=None) -> tuple[list[float], int]:
+    """One pass over ``loader`` (or up to ``cfg.max_steps`` steps in all, counting ``step``
+    done before); ``frozen`` keeps the encoder and its BatchNorm statistics fixed.
+
+    Returns:
+        the training loss of each step, and the step count reached.
+    """
+    if frozen:
+        model.train_head()
+    else:
+        model.train()
+    losses = []
+    for batch in loader:
+        losses.append(train_step(model, optimizer, batch, cfg, device=device,
+                                 pos_weight=pos_weight, generator=generator, frozen=frozen))
+        step += 1
+        if on_step is not None:
+            on_step()
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    return losses, step
