@@ -3,7 +3,7 @@
 Checked for NT-Xent alone (logits row by row, the exact candidate count under the study mask)
 and for ``pretrain`` itself: each rank reads its own items, the study mask reaches the loss, the
 loss and the gradient of every rank's projections equal the one-process loss and gradient over
-both ranks' pairs.
+both ranks' pairs, and each rank draws its own augmentations.
 """
 
 from __future__ import annotations
@@ -181,6 +181,17 @@ def test_loss_and_gradients_equal_one_process_on_the_concatenated_batch(two_rank
         torch.testing.assert_close(grad_b, z_b.grad, rtol=1e-4, atol=1e-6)
 
 
+def test_each_rank_draws_its_own_augmentations(two_rank_pretrain):
+    cfg, records, _ = two_rank_pretrain
+    draws = [r["draws"] for r in records]
+    assert len(draws[0]) == len(draws[1]) == 2
+    for step, (rank_0, rank_1) in enumerate(zip(*draws)):
+        assert not torch.equal(rank_0, rank_1), f"both ranks drew {rank_0.tolist()} at step {step}"
+        # Rank 0 keeps the one-process stream, so one-process runs and resumes are unchanged.
+        one_process = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        assert torch.equal(rank_0, torch.rand(8, generator=one_process))
+
+
 def test_sampler_gives_each_rank_a_disjoint_equal_share():
     for world in (2, 3):
         shares = [ResumableSampler(20, num_replicas=world, rank=r, seed=1) for r in range(world)]
@@ -193,3 +204,23 @@ def test_sampler_gives_each_rank_a_disjoint_equal_share():
             assert {len(p) for p in parts} == {20 // world}
             assert set(flat) <= set(range(20))
 
+
+def test_views_depend_on_seed_rank_and_step_only():
+    g = torch.Generator().manual_seed(0)
+    batch = {"clip_a": torch.rand(4, 4, 16, 16, generator=g),
+             "clip_b": torch.rand(4, 4, 16, 16, generator=g), "study": torch.arange(4)}
+    cfg = PretrainConfig(method="echoclr", clip_len=4, gamma_jitter=0.3, seed=2)
+    cpu = torch.device("cpu")
+
+    def views(step, **kw):
+        x, _, perm = pt.make_views(batch, cfg, step, cpu, **kw)
+        return x, perm
+
+    one_process = views(7)
+    for a, b in zip(one_process, views(7, rank=0)):
+        assert torch.equal(a, b)  # rank 0 is the one-process run
+    for a, b in zip(views(7, rank=1), views(7, rank=1)):
+        assert torch.equal(a, b)  # replayed exactly (resume)
+    assert not torch.equal(views(7, rank=1)[0], one_process[0])
+    assert not torch.equal(views(7, rank=1)[0], views(7, rank=2)[0])
+    assert not torch.equal(views(8)[0], one_process[0])

@@ -76,15 +76,18 @@ class PretrainConfig:
     progress: bool = True  # tqdm progress bar
 
 
-def _step_generator(seed: int, step: int) -> torch.Generator:
-    """Augmentation/permutation draws depend only on (seed, step): resume replays them."""
+def _step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """Augmentation/permutation draws depend only on (seed, rank, step): resume replays them, and
+    each DDP process draws its own (rank 0 keeps the single-process stream). The CPU generator
+    uses only the low 32 bits of its seed: the rank offset is an odd 32-bit constant."""
     g = torch.Generator()
-    g.manual_seed(seed * 1_000_003 + step)
+    g.manual_seed(seed * 1_000_003 + step + rank * 0x9E3779B1)
     return g
 
 
-def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device):
-    """Augment, scale and (EchoCLR) permute a batch of B pairs.
+def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device, *,
+               rank: int = 0):
+    """Augment, scale and (EchoCLR) permute a batch of B pairs (``rank``: this process's).
 
     Returns:
         x: (2B, 3, T, H, W) model input, channels_last_3d — the two views, first views first; with
@@ -92,7 +95,7 @@ def make_views(batch: dict, cfg: PretrainConfig, step: int, device: torch.device
         true frame order, then a permuted copy of each first view. study: (B,). perm: None
         without reordering, else the ordering class of each permuted clip: (2B,) or (B,).
     """
-    g = _step_generator(cfg.seed, step)
+    g = _step_generator(cfg.seed, step, rank)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
     clips = gamma_jitter(minmax_scale(clips), cfg.gamma_jitter, generator=g)
     if cfg.augment:
@@ -198,7 +201,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         for batch_in_epoch, batch in enumerate(loader, start=skip):
             for group in optimizer.param_groups:
                 group["lr"] = _lr_at(cfg, step)
-            x, study, perm = make_views(batch, cfg, step, device)
+            x, study, perm = make_views(batch, cfg, step, device, rank=info.rank)
             with autocast(device, cfg.precision):
                 _, z, order_logits = train_model(x)
             b = study.shape[0]
