@@ -152,6 +152,8 @@ def test_ranks_read_disjoint_items(two_rank_pretrain):
 def test_study_mask_reaches_the_loss_with_exact_candidate_counts(two_rank_pretrain):
     _, records, _ = two_rank_pretrain
     for step in range(2):
+        for rec in records:
+            assert rec["steps"][step]["study"] is not None, "pretrain gave NT-Xent no study ids"
         study = torch.cat([r["steps"][step]["study"] for r in records])
         assert study.unique().numel() < study.numel()  # same-study pairs across ranks
         counts = expected_candidates(study)
