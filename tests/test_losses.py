@@ -45,6 +45,17 @@ def test_matches_naive_double_loop_any_batch_size(batch, temperature):
     assert got == pytest.approx(naive_nt_xent(z_a, z_b, temperature), rel=1e-4)
 
 
+def test_default_temperature_is_the_papers():
+    g = torch.Generator().manual_seed(4)
+    z_a, z_b = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    assert nt_xent(z_a, z_b).item() == pytest.approx(naive_nt_xent(z_a, z_b, 0.05), rel=1e-4)
+
+
+def test_pair_halves_of_different_sizes_are_refused_with_both_shapes():
+    with pytest.raises(ValueError, match=r"pair halves differ in size: .*\[3, 4\].* vs .*\[2, 4\]"):
+        nt_xent(torch.randn(3, 4), torch.randn(2, 4))
+
+
 def test_matches_lightly_without_same_study_pairs():
     lightly_loss = pytest.importorskip("lightly.loss").NTXentLoss
     g = torch.Generator().manual_seed(0)
