@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import echoclr.pretrain as pt
+from conftest import make_cache
 from echoclr.data.sampling import ResumableSampler
 from echoclr.losses import nt_xent
 from echoclr.pretrain import PretrainConfig
@@ -129,8 +130,6 @@ def _pretrain_worker(rank, port, cfg, out_dir):
 
 @pytest.fixture(scope="module")
 def two_rank_pretrain(tmp_path_factory):
-    from conftest import make_cache
-
     root = tmp_path_factory.mktemp("ddp")
     cache = make_cache(root / "cache")
     cfg = PretrainConfig(cache=str(cache), out=str(root / "run"), encoder="r3d_tiny", width=4,
