@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.metrics import (
-    average_precision_score, precision_recall_curve, roc_auc_score, roc_curve,
+    average_precision_score,
+    precision_recall_curve,
+    roc_auc_score,
+    roc_curve,
 )
 
 from echoclr import plots

@@ -61,8 +61,9 @@ def spread_classifier(cache) -> torch.nn.Module:
     return model
 
 
-@pytest.fixture
-def evaluated(tmp_path):
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("threshold")
     cache = make_cache(tmp_path / "cache", n_studies=40, videos_per_study=2)
     model = spread_classifier(cache)
     run = write_tiny_model(tmp_path / "run", model=model, clip_len=CLIP_LEN, eval_clips=CLIPS)
