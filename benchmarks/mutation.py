@@ -126,12 +126,16 @@ def describe(work: Path, target: Target, mutant: str) -> str:
 
 def _line_of(path: str, mutant: str, old_line: str) -> int | str:
     """The line of ``old_line`` at or after the start of the mutated function in the original."""
-    function = mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]
-    function = function.split("ǁ")[-1] if "ǁ" in function else function.removeprefix("x_")
+    key = mutant.rsplit(".", 1)[-1].split("__mutmut_")[0]  # x_NAME or xǁCLASSǁMETHOD
+    scope, name = (key.split("ǁ")[1:3]) if "ǁ" in key else (None, key.removeprefix("x_"))
     source = (ROOT / path).read_text()
-    start = next((node.lineno for node in ast.walk(ast.parse(source))
+    tree = ast.parse(source)
+    if scope is not None:
+        tree = next((n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == scope),
+                    tree)
+    start = next((node.lineno for node in ast.walk(tree)
                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                  and node.name == function), 1)
+                  and node.name == name), 1)
     lines = source.splitlines()
     for number in range(start, len(lines) + 1):
         if lines[number - 1] == old_line:
