@@ -37,6 +37,7 @@ def write_tiny_model(folder: str | Path, *, model: Classifier | None = None, wid
     model = model if model is not None else tiny_classifier(width=width)
     torch.save(model.state_dict(), folder / "model.pt")
     meta = {"encoder": "r3d_tiny", "width": width, "task": task, "init": "random",
+            "readout": "finetune", "view": None,
             "clip_len": clip_len, "period": period, "dropout": 0.25, "eval_clips": eval_clips,
             "preprocessing": preprocessing or PREPROCESSING, "cache": "",
             "best_epoch": 0, "best_val_loss": 0.5, "finetune_config": {"view": None}}

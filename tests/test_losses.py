@@ -45,6 +45,38 @@ def test_matches_naive_double_loop_any_batch_size(batch, temperature):
     assert got == pytest.approx(naive_nt_xent(z_a, z_b, temperature), rel=1e-4)
 
 
+def test_default_temperature_is_the_papers():
+    g = torch.Generator().manual_seed(4)
+    z_a, z_b = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    assert nt_xent(z_a, z_b).item() == pytest.approx(naive_nt_xent(z_a, z_b, 0.05), rel=1e-4)
+
+
+def test_pair_halves_of_different_sizes_are_refused_with_both_shapes():
+    with pytest.raises(ValueError, match=r"pair halves differ in size: .*\[3, 4\].* vs .*\[2, 4\]"):
+        nt_xent(torch.randn(3, 4), torch.randn(2, 4))
+
+
+@pytest.mark.gpu
+def test_cuda_gives_the_cpu_loss_and_gradients():
+    # Index tensors built on the wrong device pass every CPU test: only a GPU run sees them.
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    g = torch.Generator().manual_seed(6)
+    z_a, z_b = torch.randn(6, 8, generator=g), torch.randn(6, 8, generator=g)
+    study = torch.tensor([0, 1, 0, 2, 1, 3])
+    results = []
+    for device in ("cpu", "cuda"):
+        a = z_a.to(device).requires_grad_(True)
+        b = z_b.to(device).requires_grad_(True)
+        loss = nt_xent(a, b, temperature=0.1, study=study.to(device))
+        loss.backward()
+        results.append((loss.item(), a.grad.cpu(), b.grad.cpu()))
+    (cpu_loss, *cpu_grads), (cuda_loss, *cuda_grads) = results
+    assert cuda_loss == pytest.approx(cpu_loss, rel=1e-4)
+    for got, expected in zip(cuda_grads, cpu_grads):
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+
+
 def test_matches_lightly_without_same_study_pairs():
     lightly_loss = pytest.importorskip("lightly.loss").NTXentLoss
     g = torch.Generator().manual_seed(0)

@@ -111,10 +111,12 @@ def plan_of(cfg) -> PretrainPlan:
                         reordering=reordering, proj_batch_norm=cfg.proj_batch_norm)
 
 
-def step_generator(seed: int, step: int) -> torch.Generator:
-    """Augmentation/permutation draws depend only on (seed, step): resume replays them."""
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """Augmentation/permutation draws depend only on (seed, rank, step): resume replays them, and
+    each DDP process draws its own (rank 0 keeps the single-process stream). The CPU generator
+    uses only the low 32 bits of its seed: the rank offset is an odd 32-bit constant."""
     g = torch.Generator()
-    g.manual_seed(seed * 1_000_003 + step)
+    g.manual_seed(seed * 1_000_003 + step + rank * 0x9E3779B1)
     return g
 
 
@@ -125,8 +127,8 @@ def lr_at(cfg, step: int) -> float:
     return cfg.lr
 
 
-def make_views(batch: dict, cfg, step: int, device: torch.device):
-    """Augment, scale and (EchoCLR) permute a batch of B pairs.
+def make_views(batch: dict, cfg, step: int, device: torch.device, *, rank: int = 0):
+    """Augment, scale and (EchoCLR) permute a batch of B pairs (``rank``: this process's).
 
     Returns:
         x: (2B, 3, T, H, W) model input, channels_last_3d — the two views, first views first; when
@@ -135,7 +137,7 @@ def make_views(batch: dict, cfg, step: int, device: torch.device):
         without reordering, else the ordering class of each permuted clip: (2B,) or (B,).
     """
     reordering = plan_of(cfg).reordering
-    g = step_generator(cfg.seed, step)
+    g = step_generator(cfg.seed, step, rank)
     clips = torch.cat([batch["clip_a"], batch["clip_b"]]).to(device, non_blocking=True)
     clips = minmax_scale(clips)
     if cfg.augment:
@@ -154,8 +156,8 @@ def make_views(batch: dict, cfg, step: int, device: torch.device):
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, cfg, *,
-               step: int, device: torch.device,
-               monitor: CollapseMonitor) -> tuple[dict[str, float], int]:
+               step: int, device: torch.device, monitor: CollapseMonitor,
+               rank: int = 0) -> tuple[dict[str, float], int]:
     """One optimizer step on a batch of pairs {"clip_a", "clip_b": uint8 (B, T, H, W), "study"}.
 
     Returns:
@@ -165,7 +167,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     reordering = plan_of(cfg).reordering
     for group in optimizer.param_groups:
         group["lr"] = lr_at(cfg, step)
-    x, study, perm = make_views(batch, cfg, step, device)
+    x, study, perm = make_views(batch, cfg, step, device, rank=rank)
     with autocast(device, cfg.precision):
         _, z, order_logits = model(x)
     b = study.shape[0]
@@ -194,7 +196,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, cfg, *,
                     epoch: int, step: int, skip: int, total_steps: int, device: torch.device,
                     monitor: CollapseMonitor,
-                    after_step: Callable[[int, int, int, dict, int], None]) -> int:
+                    after_step: Callable[[int, int, int, dict, int], None], rank: int = 0) -> int:
     """Train on the rest of one epoch (its first ``skip`` batches were done before a resume), or
     until ``total_steps``; returns the step reached.
 
@@ -203,7 +205,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
     """
     for batch_in_epoch, batch in enumerate(loader, start=skip):
         metrics, n_clips = train_step(model, optimizer, batch, cfg, step=step, device=device,
-                                      monitor=monitor)
+                                      monitor=monitor, rank=rank)
         step += 1
         after_step(step, epoch, batch_in_epoch, metrics, n_clips)
         if step >= total_steps:

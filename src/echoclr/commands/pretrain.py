@@ -115,7 +115,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
         sampler.set_start(skip * loader.batch_size)
         step = train_one_epoch(train_model, optimizer, loader, cfg, epoch=epoch, step=step,
                                skip=skip, total_steps=total_steps, device=info.device,
-                               monitor=monitor, after_step=recorder)
+                               monitor=monitor, after_step=recorder, rank=info.rank)
         epoch, skip = epoch + 1, 0
     recorder.close()
     return _export(cfg, plan, model, cache, log, monitor, info)
