@@ -34,7 +34,8 @@ import torch
 from _bench import rate, run_steps, summary, synthetic_cache  # benchmarks/_bench.py
 from torch.utils.data import DataLoader
 
-from echoclr.commands.finetune import FinetuneConfig, build_classifier, select_rows
+from echoclr.commands.finetune import FinetuneConfig, build_classifier
+from echoclr.data.selection import select_rows
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
 from echoclr.finetuning import train_step
@@ -78,7 +79,8 @@ def main():
                              width=args.width, clip_len=args.clip_len, batch_size=args.batch,
                              precision=precision, workers=args.workers, eval_clips=args.eval_clips)
         cache = VideoCache(cfg.cache)
-        train, _ = select_rows(cfg, cache)
+        train, _ = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
+                               fraction_seed=cfg.fraction_seed, view=cfg.view)
         labels = train.drop_duplicates("study_id")[cfg.task].astype(float)
         pos_weight = float((1 - labels).sum() / max(labels.sum(), 1))
 

@@ -13,12 +13,18 @@ def test_demo_ci_preset_leaves_report_and_plot(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--preset", "demo_ci"]) == 0
     report = (out / "experiment" / "report.md").read_text()
-    assert "## lvh — test" in report and "## severe_as — test" in report
-    assert "| echoclr |" in report and "| random |" in report
+    assert report.index("## Verdict") < report.index("## lvh — test")
+    assert "## severe_as — test" in report
+    assert "| echoclr | probe |" in report and "| random | finetune |" in report
     assert (out / "experiment" / "label_efficiency.png").stat().st_size > 1000
     results = pd.read_csv(out / "experiment" / "results.csv")
-    assert len(results) == 2 * 2 * 2  # tasks x fractions x inits
+    # per task: 50 % — 3 probe draws x 2 inits + 2 draws x (finetune x 2 inits + lpft echoclr);
+    # 100 % — one draw of the same 5 cells
+    assert len(results) == 2 * (3 * 2 + 2 * 3 + 5)
     assert set(results["init"]) == {"random", "echoclr"}
+    pooled = pd.read_csv(out / "experiment" / "pooled.csv")
+    assert {"p_pooled", "draws_won", "delta_mean"} <= set(pooled.columns)
+    assert (pooled["readout"] == "best").sum() == 2 * 2 * 2  # tasks x fractions x inits
     timings = json.loads((out / "timings.json").read_text())
     assert timings["total_s"] > 0
     printed = capsys.readouterr().out

@@ -1,20 +1,30 @@
-"""The experiment end to end on a tiny cache: cells, resume, results, report, plot."""
+"""The experiment end to end on a tiny cache: cells per draw and readout, the same labeled
+studies for every init at a draw, pooled.csv, resume, report, plot."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
+import pytest
 
-from echoclr.commands.experiment import ExperimentConfig, run_experiment
+from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
+
+POOLED_COLUMNS = ["task", "split", "fraction", "n_labeled_studies", "init", "readout",
+                  "n_draws", "auroc_mean", "auroc_sd", "versus", "delta_mean", "draws_won",
+                  "p_pooled"]
 
 
-def write_spec(path, cache):
+def write_spec(path, cache, readouts=("probe", "finetune", "lpft")):
     path.write_text(f"""
 cache = "{cache}"
 tasks = ["lvh"]
 fractions = [0.5, 1.0]
+draws = 2
+finetune_draws = 2
 inits = ["random", "echoclr"]
+readouts = {json.dumps(list(readouts))}
 [pretrain]
 encoder = "r3d_tiny"
 width = 4
@@ -23,6 +33,10 @@ max_steps = 2
 workers = 0
 progress = false
 period = 2
+[probe]
+encoder = "r3d_tiny"
+width = 4
+clip_len = 4
 [finetune]
 encoder = "r3d_tiny"
 width = 4
@@ -39,26 +53,67 @@ clips = 2
     return path
 
 
-def test_experiment_runs_every_cell_and_resumes(tiny_cache, tmp_path):
+def test_experiment_runs_every_cell_pools_the_draws_and_resumes(tiny_cache, tmp_path):
     spec = write_spec(tmp_path / "exp.toml", tiny_cache)
     out = tmp_path / "exp"
     report = run_experiment(ExperimentConfig(config=str(spec), out=str(out)))
     results = pd.read_csv(out / "results.csv")
-    assert len(results) == 4  # 2 inits x 2 fractions
-    assert set(results["init"]) == {"random", "echoclr"}
+    # 0.5: 2 draws x (random: probe, finetune; echoclr: probe, finetune, lpft); 1.0: one draw.
+    assert len(results) == 2 * 5 + 5
+    assert set(results["readout"]) == {"probe", "finetune", "lpft"}
+    assert not ((results["init"] == "random") & (results["readout"] == "lpft")).any()
     assert results["auroc"].between(0, 1).all()
-    assert (results["ci_low"] <= results["auroc"]).all()
+    # At one draw every init and readout learned from the same labeled studies.
+    for (fraction, draw), cells in results.groupby(["fraction", "draw"]):
+        shas = {json.loads((out / run / "config.json").read_text())["train_studies_sha256"]
+                for run in cells["run"]}
+        assert len(shas) == 1, (fraction, draw)
+    draws = {f: set(results.loc[results["fraction"] == f, "draw"]) for f in (0.5, 1.0)}
+    assert draws == {0.5: {0, 1}, 1.0: {0}}
+
+    pooled = pd.read_csv(out / "pooled.csv")
+    assert set(POOLED_COLUMNS) <= set(pooled.columns)
+    half = pooled[pooled["fraction"] == 0.5].set_index(["init", "readout"])
+    assert half.loc[("echoclr", "probe"), "versus"] == "random/probe"
+    assert half.loc[("echoclr", "probe"), "n_draws"] == 2
+    assert pd.isna(half.loc[("echoclr", "lpft"), "versus"])  # random has no LP-FT
+    assert pd.isna(half.loc[("random", "probe"), "versus"])  # the reference itself
+    best = half.loc[("echoclr", "best")]
+    assert best["chosen"] in {"probe", "finetune", "lpft"}
+    assert best["versus"].startswith("random/best")
+    compared = pooled[pooled["p_pooled"].notna()]
+    assert len(compared) and compared["p_pooled"].between(0, 1).all()
+    # The pooled mean is the mean of the per-draw AUROCs in results.csv.
+    probe_half = results[(results["init"] == "echoclr") & (results["readout"] == "probe")
+                         & (results["fraction"] == 0.5)]
+    assert half.loc[("echoclr", "probe"), "auroc_mean"] == pytest.approx(
+        probe_half["auroc"].mean())
+
     text = report.read_text()
-    assert "| echoclr |" in text and "| random |" in text and "DeLong" in text
+    assert text.index("## Verdict") < text.index("## lvh — test")
+    assert "validation-study AUROC" in text  # the selection rule is written down
     assert (out / "label_efficiency.png").stat().st_size > 1000
-    delong = pd.read_csv(out / "delong.csv")
-    assert set(delong["versus"]) == {"random"} and delong["p_value"].between(0, 1).all()
     # A re-run skips finished cells and pretraining: nothing is rewritten.
-    done = sorted(out.glob("*/*/*/done.json"))
+    done = sorted(out.glob("*/*/*/*/done.json"))
+    assert len(done) == 15
     stamps = {p: p.stat().st_mtime_ns for p in done}
     encoder_stamp = (out / "pretrain/echoclr/encoder.pt").stat().st_mtime_ns
     run_experiment(ExperimentConfig(config=str(spec), out=str(out)))
     assert {p: p.stat().st_mtime_ns for p in done} == stamps
     assert (out / "pretrain/echoclr/encoder.pt").stat().st_mtime_ns == encoder_stamp
-    cell = json.loads(done[0].read_text())
-    assert cell["n_train_studies"] >= 2
+
+
+def test_spec_checks_readouts_and_draws(tmp_path):
+    base = {"cache": str(tmp_path)}
+    with pytest.raises(ValueError, match="unknown readouts"):
+        ExperimentSpec.from_dict(base | {"readouts": ["linear"]})
+    with pytest.raises(ValueError, match="finetune_draws"):
+        ExperimentSpec.from_dict(base | {"draws": 2, "finetune_draws": 3})
+    spec = ExperimentSpec.from_dict(base | {"draws": 20, "finetune_draws": 5,
+                                            "readouts": ["probe", "lpft"],
+                                            "readouts_by_init": {"random": ["probe"]}})
+    assert spec.draws_of(0.1, "probe") == 20 and spec.draws_of(0.1, "lpft") == 5
+    assert spec.draws_of(1.0, "probe") == 1  # the whole training set is one subset
+    assert spec.readouts_of("random") == ("probe",)
+    assert spec.readouts_of("echoclr") == ("probe", "lpft")
+    np.testing.assert_equal(spec.fractions, (0.01, 0.05, 0.1, 0.25, 0.5, 1.0))

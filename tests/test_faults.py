@@ -272,8 +272,16 @@ def write_spec(path: Path, cache: Path) -> Path:
 cache = "{cache}"
 tasks = ["severe_as"]
 fractions = [0.5, 1.0]
+draws = 2
+finetune_draws = 1
 inits = ["random"]
+readouts = ["probe", "finetune"]
 reference = "random"
+[probe]
+encoder = "r3d_tiny"
+width = 4
+clip_len = 4
+precision = "fp32"
 [finetune]
 encoder = "r3d_tiny"
 width = 4
@@ -297,8 +305,8 @@ def test_sigkill_during_experiment_then_rerun_matches(tiny_cache, tmp_path):
     spec = write_spec(tmp_path / "exp.toml", tiny_cache)
     out = tmp_path / "exp"
     kill_when(["experiment", str(spec), "--out", str(out)],
-              lambda: any(out.glob("*/*/*/done.json")), tmp_path / "experiment.log")
-    done = list(out.glob("*/*/*/done.json"))
+              lambda: any(out.glob("*/*/*/*/done.json")), tmp_path / "experiment.log")
+    done = list(out.glob("*/*/*/*/done.json"))
     assert len(done) == 1  # killed inside the second cell
     cell = done[0].parent
     stamps = {p: p.stat().st_mtime_ns for p in (done[0], cell / "model.pt",
@@ -307,7 +315,9 @@ def test_sigkill_during_experiment_then_rerun_matches(tiny_cache, tmp_path):
     assert cli.main(["experiment", str(spec), "--out", str(out)]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # the finished cell not redone
     cli.main(["experiment", str(spec), "--out", str(tmp_path / "ref")])
-    columns = ["init", "task", "fraction", "seed", "split", "run", "n_train_studies"]
+    assert len(got := pd.read_csv(out / "results.csv")) == 5  # 3 probes, 2 fine-tunings
+    assert set(got["readout"]) == {"probe", "finetune"}
+    columns = ["init", "task", "readout", "fraction", "draw", "split", "run", "n_train_studies"]
     got = pd.read_csv(out / "results.csv").sort_values("run").reset_index(drop=True)
     want = pd.read_csv(tmp_path / "ref" / "results.csv").sort_values("run").reset_index(drop=True)
     pd.testing.assert_frame_equal(got[columns], want[columns])

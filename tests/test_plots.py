@@ -53,10 +53,29 @@ def test_label_efficiency_plot(tmp_path, fractions, seeds):
 
 
 def test_label_efficiency_plot_refuses_missing_columns(tmp_path):
-    with pytest.raises(ValueError, match="ci_low"):
+    with pytest.raises(ValueError, match="auroc"):
         plots.plot_label_efficiency(pd.DataFrame({"init": ["a"], "task": ["lvh"], "split": ["test"],
-                                                  "fraction": [0.1], "auroc": [0.7],
-                                                  "ci_high": [0.8]}), tmp_path / "x.png")
+                                                  "fraction": [0.1]}), tmp_path / "x.png")
+
+
+def test_label_efficiency_draws_each_draw_as_a_point_and_their_mean_as_the_line():
+    rng = np.random.default_rng(1)
+    rows = [dict(task="lvh", split="test", init=init, readout=readout, fraction=f, draw=d,
+                 auroc=rng.uniform(0.5, 0.9))
+            for init in ("random", "echoclr") for readout in ("probe", "finetune")
+            for f in (0.1, 1.0) for d in range(3 if f < 1 else 1)]
+    results = pd.DataFrame(rows)
+    fig = plots.label_efficiency_figure(results)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines() if "(" in line.get_label()}
+    assert set(lines) == {"random (probe)", "random (finetune)", "echoclr (probe)",
+                          "echoclr (finetune)"}
+    for (init, readout), runs in results.groupby(["init", "readout"]):
+        np.testing.assert_allclose(lines[f"{init} ({readout})"].get_ydata(),
+                                   runs.groupby("fraction")["auroc"].mean().to_numpy())
+    points = np.concatenate([c.get_offsets()[:, 1] for c in ax.collections])
+    np.testing.assert_allclose(np.sort(points), np.sort(results["auroc"]))
+    assert lines["echoclr (probe)"].get_linestyle() == "--"
 
 
 def test_loss_curves_skip_rows_without_the_key(tmp_path):

@@ -1,7 +1,7 @@
 """One fine-tuning step and epoch, as in Holste et al. 2024: class-weighted BCE on smoothed
 targets, Adam with the head at ``lr`` and the encoder at ``lr * encoder_lr_scale``, head-only
 epochs or a linear probe with the encoder frozen, and early stopping after exactly ``patience``
-epochs without a lower validation loss.
+epochs without a better validation measure (the loss, or the AUROC negated).
 
 ``cfg`` is the finetune command's config (:class:`echoclr.commands.finetune.FinetuneConfig`).
 """
@@ -20,15 +20,16 @@ from echoclr.runs import autocast
 
 
 class EarlyStopping:
-    """Stops after exactly ``patience`` epochs without a lower validation loss."""
+    """Stops after exactly ``patience`` epochs without a lower validation measure (lower is
+    better: a loss, or an AUROC negated)."""
 
     def __init__(self, patience: int):
         self.patience, self.best, self.best_epoch, self.bad_epochs = patience, math.inf, -1, 0
 
-    def update(self, epoch: int, val_loss: float) -> bool:
-        """Record an epoch; True when it is the best so far."""
-        if val_loss < self.best:
-            self.best, self.best_epoch, self.bad_epochs = val_loss, epoch, 0
+    def update(self, epoch: int, value: float) -> bool:
+        """Record an epoch; True when it is the best so far (NaN never is)."""
+        if value < self.best:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             return True
         self.bad_epochs += 1
         return False

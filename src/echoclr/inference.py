@@ -26,19 +26,18 @@ def clips_to_input(clips: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def clip_average(net: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
+def clip_outputs(net: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
                  precision: str = "auto",
                  activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """The mean of ``net``'s output over each video's clips.
+    """``net``'s output for every clip of each video.
 
     Args:
         net: a classifier (logits (N,)) or an encoder (features (N, F)).
         clips: uint8 (B, K, T, H, W), K clips per video.
-        activation: applied to each clip's output before the mean (``torch.sigmoid``: the mean
-            probability, as the paper averages).
+        activation: applied to each clip's output (``torch.sigmoid``: probabilities).
 
     Returns:
-        float32 (B,) or (B, F), on the CPU.
+        float32 (B, K) or (B, K, F), on the CPU.
     """
     b, k = clips.shape[:2]
     x = clips_to_input(clips.flatten(0, 1).to(device))
@@ -46,7 +45,15 @@ def clip_average(net: torch.nn.Module, clips: torch.Tensor, *, device: torch.dev
         out = net(x).float()
     if activation is not None:
         out = activation(out)
-    return out.view(b, k, *out.shape[1:]).mean(1).cpu()
+    return out.view(b, k, *out.shape[1:]).cpu()
+
+
+def clip_average(net: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
+                 precision: str = "auto",
+                 activation: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """The mean of :func:`clip_outputs` over each video's clips: (B,) or (B, F)."""
+    return clip_outputs(net, clips, device=device, precision=precision,
+                        activation=activation).mean(1)
 
 
 def predict_clips(model: torch.nn.Module, clips: torch.Tensor, *, device: torch.device,
@@ -61,18 +68,20 @@ def clip_average_videos(net: torch.nn.Module, cache: VideoCache, rows: pd.DataFr
                         device: torch.device = torch.device("cpu"), precision: str = "auto",
                         workers: int = 0,
                         activation: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                        ) -> np.ndarray:
-    """:func:`clip_average` for every video of ``rows`` (``clips`` evenly spaced clips each).
+                        average: bool = True) -> np.ndarray:
+    """:func:`clip_average` for every video of ``rows`` (``clips`` evenly spaced clips each);
+    with ``average=False`` :func:`clip_outputs`, one entry per clip.
 
     Returns:
-        float32 (N,) or (N, F), in the order of ``rows``.
+        float32 (N,) or (N, F) — (N, K) or (N, K, F) unaveraged — in the order of ``rows``.
     """
     net.eval()
     ds = ClipDataset(cache, rows, clip_len=clip_len, period=period, eval_clips=clips)
     out = None
     for batch in DataLoader(ds, batch_size=batch_size, num_workers=workers):
-        values = clip_average(net, batch["clip"], device=device, precision=precision,
-                              activation=activation).numpy()
+        values = clip_outputs(net, batch["clip"], device=device, precision=precision,
+                              activation=activation)
+        values = (values.mean(1) if average else values).numpy()
         if out is None:
             out = np.empty((len(ds), *values.shape[1:]), values.dtype)
         out[batch["index"].numpy()] = values

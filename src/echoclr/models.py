@@ -143,6 +143,12 @@ class Classifier(nn.Module):
             h = self.encoder(x)
         return self.head(self.dropout(h.float())).squeeze(1)
 
+    def set_head(self, weight: torch.Tensor, bias: float) -> None:
+        """Set the logit layer: (F,) weight and a bias (a fitted probe, for LP-FT)."""
+        with torch.no_grad():
+            self.head.weight.copy_(weight.reshape(1, -1))
+            self.head.bias.fill_(bias)
+
     def head_parameters(self):
         """The parameters after the encoder (the logit layer)."""
         return self.head.parameters()

@@ -22,7 +22,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-LABEL_EFFICIENCY_COLUMNS = ("init", "task", "split", "fraction", "auroc", "ci_low", "ci_high")
+LABEL_EFFICIENCY_COLUMNS = ("init", "task", "split", "fraction", "auroc")
 
 
 def _save(fig: Figure, out_png) -> Path:
@@ -77,70 +77,67 @@ def _percent(fraction: float) -> str:
     return f"{100 * fraction:g}%"
 
 
-def plot_label_efficiency(results: pd.DataFrame, out_png, title: str | None = None) -> Path:
-    """Test AUROC against the fraction of labelled training studies, one line per init.
+READOUT_STYLES = {"finetune": "-", "probe": "--", "lpft": ":"}
 
-    One panel per (task, split): tasks down, splits across. With several rows per
-    (init, task, split, fraction), e.g. seeds or label subsets, the line is their mean AUROC, the
-    band the mean of their bootstrap CI bounds (test-set uncertainty) and the dots the single runs
-    (their spread). With one row per cell the band is that run's CI.
+
+def label_efficiency_figure(results: pd.DataFrame, title: str | None = None) -> Figure:
+    """Test AUROC against the fraction of labelled training studies (Holste et al. 2024, Fig. 2).
+
+    One panel per (task, split): tasks down, splits across. Each (init, readout) is a colour
+    (init) and a line style (readout: solid fine-tuning, dashed probe, dotted LP-FT); every
+    label draw is a point, their mean the line.
 
     Args:
-        results: columns ``init, task, split, fraction, auroc, ci_low, ci_high``; fraction in
-            (0, 1], drawn on a log axis labelled in percent.
-        out_png: where to write the figure.
+        results: columns ``init, task, split, fraction, auroc`` and optionally ``readout``;
+            fraction in (0, 1], drawn on a log axis labelled in percent.
         title: figure title.
-
-    Returns:
-        The path written.
     """
     missing = [c for c in LABEL_EFFICIENCY_COLUMNS if c not in results.columns]
     if missing:
         raise ValueError(f"plot_label_efficiency: missing columns {missing}")
     if results.empty:
         raise ValueError("plot_label_efficiency: no results to plot")
+    if "readout" not in results.columns:
+        results = results.assign(readout="finetune")
     tasks, splits = sorted(results["task"].unique()), sorted(results["split"].unique())
     inits = list(dict.fromkeys(results["init"]))  # first-seen order, fixed colour per init
+    readouts = list(dict.fromkeys(results["readout"]))
     colours = {init: f"C{i % 10}" for i, init in enumerate(inits)}
     fractions = np.sort(results["fraction"].unique())
-    fig = Figure(figsize=(4.2 * len(splits), 3.4 * len(tasks)), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(splits), 3.6 * len(tasks)), layout="constrained")
     axes = fig.subplots(len(tasks), len(splits), squeeze=False, sharey=True)
-    cells = results.groupby(["task", "split", "init", "fraction"], sort=True)
-    summary = cells[["auroc", "ci_low", "ci_high"]].mean().reset_index()
+    series = list(itertools.product(inits, readouts))
     for (row, task), (col, split) in itertools.product(enumerate(tasks), enumerate(splits)):
         ax = axes[row, col]
-        panel = summary[(summary["task"] == task) & (summary["split"] == split)]
-        runs = results[(results["task"] == task) & (results["split"] == split)]
-        # With one fraction the inits' points would overlap: nudge them apart on the log axis.
-        nudge = 0.05 if panel["fraction"].nunique() == 1 else 0.0
-        for i, init in enumerate(inits):
-            line = panel[panel["init"] == init].sort_values("fraction")
-            if line.empty:
+        panel = results[(results["task"] == task) & (results["split"] == split)]
+        for i, (init, readout) in enumerate(series):
+            runs = panel[(panel["init"] == init) & (panel["readout"] == readout)]
+            if runs.empty:
                 continue
-            shift = 1 + nudge * (i - (len(inits) - 1) / 2)
-            x = line["fraction"] * shift
-            if len(line) == 1:  # a band needs two points: draw an error bar instead
-                ax.errorbar(x, line["auroc"], yerr=[line["auroc"] - line["ci_low"],
-                                                    line["ci_high"] - line["auroc"]],
-                            marker="o", capsize=3, color=colours[init], label=init)
-            else:
-                ax.plot(x, line["auroc"], marker="o", color=colours[init], label=init)
-                ax.fill_between(x, line["ci_low"], line["ci_high"], color=colours[init],
-                                alpha=0.15, lw=0)
-            single = runs[runs["init"] == init]
-            if len(single) > len(line):  # several runs per fraction: show each
-                ax.scatter(single["fraction"] * shift, single["auroc"], s=8,
-                           color=colours[init], alpha=0.5)
+            # Nudge the series apart on the log axis so their draws do not overlap.
+            shift = 1 + 0.04 * (i - (len(series) - 1) / 2)
+            line = runs.groupby("fraction", sort=True)["auroc"].mean()
+            ax.plot(line.index * shift, line.to_numpy(), marker="o", ms=4,
+                    ls=READOUT_STYLES.get(readout, "-"), color=colours[init],
+                    label=f"{init} ({readout})" if len(readouts) > 1 else init)
+            ax.scatter(runs["fraction"] * shift, runs["auroc"], s=9, color=colours[init],
+                       alpha=0.45, lw=0)
         ax.axhline(0.5, ls=":", color="grey", lw=1)
         ax.set_xscale("log")
         ax.set_xlim(fractions[0] / 1.5, fractions[-1] * 1.5)
         ax.set_xticks(fractions, labels=[_percent(f) for f in fractions])
         ax.xaxis.set_minor_locator(NullLocator())
-        ax.set(title=f"{task} - {split}", xlabel="Labelled training studies", ylabel="AUROC")
+        ax.set(title=f"{task} - {split}", xlabel="Labelled training studies",
+               ylabel="AUROC (points: label draws)")
     axes[0, 0].legend(fontsize="small", loc="lower right")
     if title:
         fig.suptitle(title)
-    return _save(fig, out_png)
+    return fig
+
+
+def plot_label_efficiency(results: pd.DataFrame, out_png, title: str | None = None) -> Path:
+    """:func:`label_efficiency_figure` saved as a PNG; returns the path written."""
+    return _save(label_efficiency_figure(results, title), out_png)
 
 
 def loss_curves_figure(log_rows: Sequence[Mapping], keys: Sequence[str] = ("loss",), *,

@@ -23,6 +23,9 @@ from scipy.stats import t as student_t
 from echoclr.metrics import check_scores
 from echoclr.significance import delong_components
 
+METHOD = ("DeLong components averaged over the label draws (test-set variance) plus the "
+          "between-draw variance of the differences, Welch–Satterthwaite t")
+
 
 def pooled_delta(y_true, scores_a, scores_b, *, alpha: float = 0.05) -> dict:
     """Pooled test of mean AUROC(a) − AUROC(b) over paired label draws on one test set.
@@ -74,5 +77,4 @@ def pooled_delta(y_true, scores_a, scores_b, *, alpha: float = 0.05) -> dict:
             "df": float(df), "t": float(t_stat), "p_pooled": p,
             "ci_low": delta - half, "ci_high": delta + half,
             "draws_won": int((deltas > 0).sum()),
-            "method": "DeLong components averaged over draws + between-draw variance, "
-                      "Welch-Satterthwaite t" if d > 1 else "DeLong (one draw)"}
+            "method": METHOD if d > 1 else "DeLong (one draw), t with min(m, n) - 1 df"}

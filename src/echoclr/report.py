@@ -26,66 +26,84 @@ def format_ci(d: dict, digits: int = 2) -> str:
     return f"{value:.{digits}f} [{d['ci_low']:.{digits}f}, {d['ci_high']:.{digits}f}]"
 
 
-def _cell_text(group: pd.DataFrame) -> str:
-    """One seed: "AUROC [95 % CI]"; several: "mean ± sd (n seeds)"."""
-    if len(group) == 1:
-        r = group.iloc[0]
-        return format_ci({"value": r["auroc"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}, 3)
-    return f"{mean_sd(group['auroc'], 3)} ({len(group)} seeds)"
+def _p_text(p: float) -> str:
+    return "—" if p != p else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
-def auroc_table(results: pd.DataFrame, task: str, split: str, inits: list[str]) -> str:
-    """Markdown table: inits as rows, label fractions (with n studies) as columns."""
-    sub = results[(results["task"] == task) & (results["split"] == split)]
+def verdict_table(pooled: pd.DataFrame) -> str:
+    """Markdown: every init's best readout against the reference's, per task, split, fraction."""
+    best = pooled[(pooled["readout"] == "best") & pooled["versus"].notna()]
+    lines = ["| task | split | labeled studies | init (best readout) | AUROC mean ± sd | versus "
+             "| ΔAUROC [95 % CI] | draws won | p pooled |", "|---" * 9 + "|"]
+    for _, r in best.iterrows():
+        ref = pooled[(pooled["task"] == r["task"]) & (pooled["split"] == r["split"])
+                     & (pooled["fraction"] == r["fraction"]) & (pooled["readout"] == "best")
+                     & pooled["versus"].isna()]
+        ref_text = (f"{r['versus']}: {ref['auroc_mean'].iloc[0]:.3f} ± "
+                    f"{np.nan_to_num(ref['auroc_sd'].iloc[0]):.3f}") if len(ref) else r["versus"]
+        delta = "—" if r["delta_mean"] != r["delta_mean"] else (
+            f"{r['delta_mean']:+.3f} [{r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f}]")
+        won = "—" if r["draws_won"] != r["draws_won"] else \
+            f"{int(r['draws_won'])}/{int(r['n_compared_draws'])}"
+        lines.append(f"| {r['task']} | {r['split']} | {r['fraction']:.0%} "
+                     f"({int(r['n_labeled_studies'])}) | {r['init']} ({r['chosen']}) | "
+                     f"{r['auroc_mean']:.3f} ± {np.nan_to_num(r['auroc_sd']):.3f} | {ref_text} | "
+                     f"{delta} | {won} | {_p_text(r['p_pooled'])} |")
+    return "\n".join(lines)
+
+
+def readout_table(pooled: pd.DataFrame, task: str, split: str) -> str:
+    """Markdown: inits × readouts as rows, label fractions as columns, "mean ± sd (draws)", and
+    the pooled p against the reference's same readout."""
+    sub = pooled[(pooled["task"] == task) & (pooled["split"] == split)
+                 & (pooled["readout"] != "best")]
     fractions = sorted(sub["fraction"].unique())
-    heads = []
-    for f in fractions:
-        n = int(sub.loc[sub["fraction"] == f, "n_train_studies"].iloc[0])
-        heads.append(f"{f:.0%} ({n})")
-    lines = ["| init | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-    for init in [i for i in inits if i in set(sub["init"])]:
-        cells = [_cell_text(sub[(sub["init"] == init) & (sub["fraction"] == f)])
-                 if len(sub[(sub["init"] == init) & (sub["fraction"] == f)]) else "—"
-                 for f in fractions]
-        lines.append(f"| {init} | " + " | ".join(cells) + " |")
+    heads = [f"{f:.0%} ({int(sub.loc[sub['fraction'] == f, 'n_labeled_studies'].iloc[0])})"
+             for f in fractions]
+    lines = ["| init | readout | " + " | ".join(heads) + " |", "|---" * (len(heads) + 2) + "|"]
+    for (init, readout), rows in sub.groupby(["init", "readout"], sort=False):
+        cells = []
+        for f in fractions:
+            r = rows[rows["fraction"] == f]
+            if r.empty:
+                cells.append("—")
+                continue
+            r = r.iloc[0]
+            text = f"{r['auroc_mean']:.3f}"
+            if r["n_draws"] > 1:
+                text += f" ± {r['auroc_sd']:.3f} ({int(r['n_draws'])})"
+            if r["p_pooled"] == r["p_pooled"]:
+                text += f", Δ {r['delta_mean']:+.3f} p {_p_text(r['p_pooled'])}"
+            cells.append(text)
+        lines.append(f"| {init} | {readout} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def delong_table(tests: pd.DataFrame, task: str, split: str, reference: str) -> str:
-    sub = tests[(tests["task"] == task) & (tests["split"] == split)] if len(tests) else tests
-    if sub.empty:
-        return ""
-    lines = [f"DeLong test, {reference} against each init (ΔAUROC, p):", "",
-             "| versus | fraction | seed | ΔAUROC | p |", "|---|---|---|---|---|"]
-    for _, r in sub.sort_values(["versus", "fraction", "seed"]).iterrows():
-        p_text = f"{r['p_value']:.3g}" if r["p_value"] == r["p_value"] else f"— ({r['note']})"
-        lines.append(f"| {r['versus']} | {r['fraction']:.0%} | {r['seed']} | "
-                     f"{r['delta_auroc']:+.3f} | {p_text} |")
-    return "\n".join(lines)
-
-
-def write_report(spec, results: pd.DataFrame, tests: pd.DataFrame, out: Path) -> str:
-    """Write report.md and label_efficiency.png into ``out``; returns the markdown."""
+def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -> str:
+    """Write report.md (the pooled verdict first) and label_efficiency.png; returns the text."""
     from echoclr.plots import plot_label_efficiency
+    from echoclr.pooled import METHOD
+    from echoclr.verdict import SELECTION_RULE
 
     parts = ["# Label-efficiency experiment", "",
-             "Study-level AUROC on held-out studies with 95 % bootstrap CIs (2.5/97.5 "
-             "percentiles over studies); columns are fractions of labeled training studies "
-             "(number of studies).", ""]
-    if results.empty:
+             f"Study-level test AUROC over {spec.draws} label draws per fraction (fine-tuning "
+             f"readouts: {spec.finetune_draws or spec.draws}; the whole training set is one "
+             "draw), every init trained on the same labeled studies at each draw. "
+             f"Reference init: `{spec.reference}`. ΔAUROC (mean over the draws) and p pooled: "
+             f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", ""]
+    if results.empty or pooled.empty:
         parts.append("No finished cells yet.")
-    for task in spec.tasks:
-        for split in spec.splits:
-            if results.empty or not ((results["task"] == task) & (results["split"] == split)).any():
-                continue
-            parts += [f"## {task} — {split}", "", auroc_table(results, task, split,
-                                                              list(spec.inits)), ""]
-            text = delong_table(tests, task, split, spec.reference)
-            if text:
-                parts += [text, ""]
-    if not results.empty:
+    else:
+        parts += ["## Verdict: best readout against the reference's best", "",
+                  verdict_table(pooled), ""]
+        for task in spec.tasks:
+            for split in spec.splits:
+                if ((pooled["task"] == task) & (pooled["split"] == split)).any():
+                    parts += [f"## {task} — {split}", "", readout_table(pooled, task, split), ""]
         plot_label_efficiency(results, out / "label_efficiency.png")
-        parts += ["![label efficiency](label_efficiency.png)", ""]
+        parts += ["![label efficiency](label_efficiency.png)", "",
+                  "Every cell's AUROC with its 95 % bootstrap CI over test studies (2.5/97.5 "
+                  "percentiles): results.csv; the pooled rows: pooled.csv.", ""]
     markdown = "\n".join(parts)
     atomic_write_text(out / "report.md", markdown)
     return markdown

@@ -64,8 +64,7 @@ def run_demo(cfg: DemoConfig) -> Path:
         if result.n_skipped:
             print(result.summary())
     timings["ingest_s"] = time.perf_counter() - tic - timings["synth_s"]
-    experiment = preset["experiment"] | {"cache": str(cache.resolve())}
-    experiment["pretrain"] = experiment.get("pretrain", {}) | {"seed": seed}
+    experiment = preset["experiment"] | {"cache": str(cache.resolve()), "seed": seed}
     spec = ExperimentSpec.from_dict(experiment, source=f"demo preset {cfg.preset!r}")
     report = run_spec(spec, out / "experiment")
     timings["total_s"] = time.perf_counter() - tic

@@ -32,12 +32,13 @@ class EvaluateConfig:
     cache: str | None = opt(None, "Cache to read; None: the one the run was trained on.")
     out: str | None = opt(None, "Folder for the outputs; None: the run folder.")
     batch_size: int = opt(32, "Videos per forward pass.")
+    plots: bool = opt(True, "Draw roc.png and pr.png.")
     precision: str = precision_opt()
     device: str = device_opt()
 
 
 def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
-    rows = cache.rows(split, meta["finetune_config"].get("view"))
+    rows = cache.rows(split, meta["view"])
     rows = rows[rows[meta["task"]].notna()]
     if rows.empty:
         raise ValueError(f"{cache.root}: no labeled {meta['task']!r} videos in split {split!r}")
@@ -46,12 +47,16 @@ def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
                           device=device, precision=cfg.precision)
 
 
+def val_studies_key(run: Path, clips: int, cache: VideoCache) -> dict:
+    """What validation study predictions belong to: this model, these clips, this cache."""
+    return {"model_sha256": file_sha256(classifier_path(run)), "clips": clips,
+            "cache": str(cache.root.resolve())}
+
+
 def _val_studies(run: Path, model, meta, cache, cfg, device) -> pd.DataFrame:
     """Validation study predictions, the threshold's source: kept in the run folder and reused
     only while they belong to its current model (its fingerprint) and these clips and cache."""
-    path = run / VAL_STUDIES
-    key = {"model_sha256": file_sha256(classifier_path(run)), "clips": cfg.clips,
-           "cache": str(cache.root.resolve())}
+    path, key = run / VAL_STUDIES, val_studies_key(run, cfg.clips, cache)
     text = read_derived(path, key)
     if text is not None:
         return pd.read_csv(io.StringIO(text), dtype={"study_id": str})
@@ -62,29 +67,38 @@ def _val_studies(run: Path, model, meta, cache, cfg, device) -> pd.DataFrame:
 
 def evaluate_run(cfg: EvaluateConfig) -> dict:
     """Predict one split, aggregate by study, compute metrics with study-bootstrap CIs."""
-    from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
-
     run = Path(cfg.run)
-    dest = Path(cfg.out) if cfg.out else run
-    dest.mkdir(parents=True, exist_ok=True)
     model, meta = load_classifier(run)
     device = pick_device(cfg.device)
     model = model.to(device)
     cache = VideoCache(cfg.cache or meta["cache"])
     val_study = _val_studies(run, model, meta, cache, cfg, device)
+    videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
+    return write_evaluation(cfg, meta, val_study, videos)
+
+
+def write_evaluation(cfg: EvaluateConfig, meta: dict, val_study: pd.DataFrame,
+                     videos: pd.DataFrame) -> dict:
+    """From validation study predictions (the threshold) and one split's video predictions:
+    predictions.csv, study_predictions.csv, metrics.json (and the plots); returns the metrics.
+
+    ``videos``: one row per video with ``study_id``, ``path``, ``y_true``, ``y_score``.
+    """
+    dest = Path(cfg.out) if cfg.out else Path(cfg.run)
+    dest.mkdir(parents=True, exist_ok=True)
     if val_study["y_true"].nunique() == 2:
         threshold = metrics.youden_threshold(val_study["y_true"].to_numpy(),
                                              val_study["y_score"].to_numpy())
         rule = "Youden J on validation studies"
     else:  # a validation split with one class cannot place a threshold
         threshold, rule = 0.5, "0.5 (validation studies hold one class)"
-    videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
     studies = metrics.aggregate_by_study(videos)
     videos.to_csv(dest / "predictions.csv", index=False)
     studies.to_csv(dest / "study_predictions.csv", index=False)
     kw = dict(threshold=threshold, n_resamples=cfg.n_resamples, seed=cfg.seed)
     result = {
-        "split": cfg.split, "task": meta["task"], "init": meta["init"], "clips": cfg.clips,
+        "split": cfg.split, "task": meta["task"], "init": meta["init"],
+        "readout": meta["readout"], "clips": cfg.clips,
         "threshold": threshold, "threshold_rule": rule,
         "ci": "95 % percentile bootstrap (2.5/97.5) over studies",
         "study": significance.evaluate_scores(studies["y_true"].to_numpy(),
@@ -94,8 +108,12 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
                                               clusters=videos["study_id"].to_numpy(), **kw),
     }
     atomic_write_text(dest / "metrics.json", json.dumps(result, indent=2, default=float))
-    curves = {f"{meta['init']} (study)": (studies["y_true"].to_numpy(), studies["y_score"].to_numpy())}
-    title = f"{meta['task']} — {cfg.split}"
-    plot_roc(curves, dest / "roc.png", title)
-    plot_pr(curves, dest / "pr.png", title)
+    if cfg.plots:
+        from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
+
+        curves = {f"{meta['init']} (study)": (studies["y_true"].to_numpy(),
+                                              studies["y_score"].to_numpy())}
+        title = f"{meta['task']} — {cfg.split}"
+        plot_roc(curves, dest / "roc.png", title)
+        plot_pr(curves, dest / "pr.png", title)
     return result

@@ -1,9 +1,12 @@
-"""The label-efficiency experiment: AUROC against label fraction, per initialisation.
+"""``echoclr experiment``: the label-efficiency experiment — AUROC against label fraction.
 
-A TOML file names the cache, the tasks, fractions, seeds and inits, and overrides of the
-pretraining/fine-tuning configs. Each SSL method is pretrained once; every cell
-(init × task × fraction × seed) is fine-tuned and evaluated; finished work is skipped on re-run.
-Outputs: results.csv, report.md (the paper's table shape + DeLong tests), label_efficiency.png.
+A TOML file (or a demo preset) names the cache, tasks, fractions, inits and readouts, how many
+label draws each fraction gets, and overrides of the pretraining/probe/fine-tuning configs. Each
+SSL method is pretrained once; every cell (task × fraction × draw × init × readout) is trained
+and evaluated; finished cells are skipped on a re-run. At one draw every init sees the same
+labeled studies. Outputs: results.csv (one row per cell and split), pooled.csv (one verdict per
+task, split, fraction, init and readout: :mod:`echoclr.verdict`), report.md and
+label_efficiency.png.
 """
 
 from __future__ import annotations
@@ -18,14 +21,20 @@ from pathlib import Path
 import pandas as pd
 
 from echoclr.atomic import atomic_write_text
-from echoclr.commands.compare import compare_runs
-from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
+from echoclr.commands.evaluate import EvaluateConfig, evaluate_run, val_studies_key, \
+    write_evaluation
 from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.pretrain import PretrainConfig, pretrain
+from echoclr.commands.probe import ProbeConfig, probe, probe_predictions
+from echoclr.data.cache import VideoCache
+from echoclr.metrics import aggregate_by_study
 from echoclr.options import opt
 from echoclr.pretraining import METHODS
+from echoclr.runs import VAL_STUDIES, write_derived
+from echoclr.verdict import collect_results, pooled_table
 
 INITS = ("random", "kinetics", *METHODS)
+READOUTS = ("probe", "finetune", "lpft")  # lpft: fine-tuning from the probe's head
 
 
 @dataclass(frozen=True)
@@ -33,8 +42,8 @@ class ExperimentConfig:
     config: str = opt("", "Experiment TOML file (see src/echoclr/configs/*.toml).")
     out: str = opt("runs/experiment", "Output folder.")
     cache: str | None = opt(None, "Cache folder, overriding the TOML's.")
-    shard: str = opt("0/1", "i/n runs every n-th cell starting at cell i, to spread the cells "
-                            "over processes or GPUs.")
+    shard: str = opt("0/1", "i/n runs every n-th group of cells starting at group i, to spread "
+                            "the cells over processes or GPUs.")
     report_only: bool = opt(False, "Only collect the finished cells into the results, report "
                                    "and plot.")
 
@@ -46,13 +55,19 @@ class ExperimentSpec:
     cache: str
     tasks: tuple[str, ...] = ("lvh", "severe_as")
     fractions: tuple[float, ...] = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
-    seeds: tuple[int, ...] = (0,)
+    draws: int = 5  # label draws per fraction (fraction 1.0 has a single subset: one draw)
+    finetune_draws: int | None = None  # draws of the fine-tuning readouts (None: `draws`)
     inits: tuple[str, ...] = ("random", "echoclr")
+    readouts: tuple[str, ...] = ("finetune",)  # probe | finetune | lpft
+    readouts_by_init: dict = field(default_factory=dict)  # {init: readouts}, replacing readouts
     splits: tuple[str, ...] = ("test",)
-    reference: str = "echoclr"  # DeLong tests compare this init with every other
+    reference: str = "random"  # pooled comparisons: every init against this one
+    seed: int = 0  # a random init's probe weights; pretraining's seed unless it sets its own
     pretrain: dict = field(default_factory=dict)  # PretrainConfig overrides
+    probe: dict = field(default_factory=dict)  # ProbeConfig overrides
     finetune: dict = field(default_factory=dict)  # FinetuneConfig overrides
     finetune_by_init: dict = field(default_factory=dict)  # {init: overrides} on top of finetune
+    lpft: dict = field(default_factory=lambda: {"encoder_lr_scale": 0.1})  # on top of finetune
     evaluate: dict = field(default_factory=dict)  # EvaluateConfig overrides
 
     @classmethod
@@ -66,23 +81,47 @@ class ExperimentSpec:
         """The spec of a parsed TOML table (lists become tuples), checked.
 
         Raises:
-            ValueError: naming ``source``, for no cache, unknown keys or unknown inits.
+            ValueError: naming ``source``, for no cache, unknown keys, inits or readouts.
         """
         if not data.get("cache"):
             raise ValueError(f"{source}: no `cache` given (set it in the file or pass --cache)")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ValueError(f"{source}: unknown keys {sorted(unknown)}")
-        bad = set(data.get("inits", ())) - set(INITS)
-        if bad:
-            raise ValueError(f"{source}: unknown inits {sorted(bad)}; choose from {INITS}")
-        data = {k: tuple(v) if k in ("tasks", "fractions", "seeds", "inits", "splits") else v
+        by_init = data.get("readouts_by_init", {})
+        for key, values, known in (("inits", data.get("inits", ()), INITS),
+                                   ("readouts", data.get("readouts", ()), READOUTS),
+                                   ("readouts_by_init", by_init, INITS),
+                                   ("readouts_by_init", sum(map(list, by_init.values()), []),
+                                    READOUTS)):
+            bad = set(values) - set(known)
+            if bad:
+                raise ValueError(f"{source}: unknown {key} {sorted(bad)}; choose from {known}")
+        if data.get("finetune_draws") and data["finetune_draws"] > data.get("draws", 5):
+            raise ValueError(f"{source}: finetune_draws ({data['finetune_draws']}) exceeds draws "
+                             f"({data.get('draws', 5)}): LP-FT starts from the probe of its draw")
+        if data.get("draws", 1) < 1:
+            raise ValueError(f"{source}: draws must be at least 1, got {data['draws']}")
+        data = {k: tuple(v) if k in ("tasks", "fractions", "inits", "readouts", "splits") else v
                 for k, v in data.items()}
         return cls(**data)
 
+    def readouts_of(self, init: str) -> tuple[str, ...]:
+        """The readouts run for ``init`` (LP-FT never for random: its weights are redrawn)."""
+        chosen = tuple(self.readouts_by_init.get(init, self.readouts))
+        return tuple(r for r in chosen if not (r == "lpft" and init == "random"))
 
-def cell_name(init: str, task: str, fraction: float, seed: int) -> str:
-    return f"{task}/{init}/frac{fraction:g}_seed{seed}"
+    def draws_of(self, fraction: float, readout: str) -> int:
+        """Label draws of one fraction and readout (the whole training set is one subset)."""
+        if fraction >= 1:
+            return 1
+        if readout == "probe" or self.finetune_draws is None:
+            return self.draws
+        return self.finetune_draws
+
+
+def cell_name(task: str, init: str, readout: str, fraction: float, draw: int) -> str:
+    return f"{task}/{init}/{readout}/frac{fraction:g}_draw{draw}"
 
 
 def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
@@ -92,78 +131,90 @@ def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
         run = out / "pretrain" / method
         encoder = run / "encoder.pt"
         if not encoder.is_file():
-            cfg = PretrainConfig(**(spec.pretrain | {"cache": spec.cache, "out": str(run),
-                                                     "method": method, "resume": True}))
+            cfg = PretrainConfig(**({"seed": spec.seed} | spec.pretrain
+                                    | {"cache": spec.cache, "out": str(run), "method": method,
+                                       "resume": True}))
             encoder = pretrain(cfg)
         encoders[method] = encoder
     return encoders
 
 
-def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, init: str, task: str,
-             fraction: float, seed: int) -> Path:
-    """Fine-tune and evaluate one cell unless its ``done.json`` exists."""
-    run = out / cell_name(init, task, fraction, seed)
+def _evaluate_cfg(spec: ExperimentSpec, run: Path, split: str) -> EvaluateConfig:
+    return EvaluateConfig(**({"plots": False} | spec.evaluate
+                             | {"run": str(run), "split": split, "out": str(run / split)}))
+
+
+def _train_probe(spec, out, run, init_arg, task, fraction, draw) -> None:
+    """Fit a probe cell and evaluate it from the stored features (no forward pass per cell)."""
+    clips = _evaluate_cfg(spec, run, "val").clips
+    store = out / "features"
+    probe(ProbeConfig(**(spec.probe | {"cache": spec.cache, "out": str(run), "task": task,
+                                       "init": init_arg, "fraction": fraction,
+                                       "fraction_seed": draw, "seed": spec.seed,
+                                       "clips": clips, "features": str(store)})))
+    meta = json.loads((run / "model.json").read_text())
+    cache = VideoCache(spec.cache)
+    pred = {}
+    for split in ("val", *spec.splits):
+        rows = cache.rows(split, meta["view"])
+        pred[split] = probe_predictions(run, cache, rows[rows[task].notna()], label=task,
+                                        clips=clips, store=store)
+    val_study = aggregate_by_study(pred["val"])
+    write_derived(run / VAL_STUDIES, val_study.to_csv(index=False),
+                  val_studies_key(run, clips, cache))
+    for split in spec.splits:
+        write_evaluation(_evaluate_cfg(spec, run, split), meta, val_study, pred[split])
+
+
+def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, task: str, fraction: float,
+             draw: int, init: str, readout: str) -> Path:
+    """Train and evaluate one cell unless its ``done.json`` exists."""
+    run = out / cell_name(task, init, readout, fraction, draw)
     if (run / "done.json").is_file():
         return run
-    overrides = spec.finetune | spec.finetune_by_init.get(init, {})
     init_arg = str(encoders[init]) if init in encoders else init
-    cfg = FinetuneConfig(**(overrides | {"cache": spec.cache, "out": str(run), "task": task,
-                                         "init": init_arg, "fraction": fraction, "seed": seed,
-                                         # each seed draws its own labeled subset, shared by
-                                         # every init at that seed
-                                         "fraction_seed": seed}))
     tic = time.perf_counter()
-    finetune(cfg)
-    for split in spec.splits:
-        evaluate_run(EvaluateConfig(**(spec.evaluate | {"run": str(run), "split": split,
-                                                        "out": str(run / split)})))
+    if readout == "probe":
+        _train_probe(spec, out, run, init_arg, task, fraction, draw)
+    else:
+        overrides = spec.finetune | spec.finetune_by_init.get(init, {})
+        if readout == "lpft":
+            head = out / cell_name(task, init, "probe", fraction, draw)
+            overrides = overrides | spec.lpft | {"head_init": str(head)}
+        finetune(FinetuneConfig(**(overrides | {
+            "cache": spec.cache, "out": str(run), "task": task, "init": init_arg,
+            "fraction": fraction, "fraction_seed": draw, "seed": draw})))
+        for split in spec.splits:
+            evaluate_run(_evaluate_cfg(spec, run, split))
     n_studies = json.loads((run / "config.json").read_text())["n_train_studies"]
     atomic_write_text(run / "done.json", json.dumps(
-        {"init": init, "task": task, "fraction": fraction, "seed": seed,
+        {"task": task, "init": init, "readout": readout, "fraction": fraction, "draw": draw,
          "n_train_studies": n_studies, "seconds": round(time.perf_counter() - tic, 1)}))
     return run
 
 
-def collect_results(spec: ExperimentSpec, out: Path) -> pd.DataFrame:
-    """One row per finished (cell, split) with AUROC/AUPRC and CIs."""
-    rows = []
-    for done in sorted(out.glob("*/*/*/done.json")):
-        cell = json.loads(done.read_text())
-        for split in spec.splits:
-            metrics_file = done.parent / split / "metrics.json"
-            if not metrics_file.is_file():
-                continue
-            m = json.loads(metrics_file.read_text())["study"]
-            rows.append(cell | {
-                "split": split, "run": str(done.parent.relative_to(out)),
-                "auroc": m["auroc"]["value"], "ci_low": m["auroc"]["ci_low"],
-                "ci_high": m["auroc"]["ci_high"], "auprc": m["auprc"]["value"],
-                "auprc_ci_low": m["auprc"]["ci_low"], "auprc_ci_high": m["auprc"]["ci_high"],
-                "balanced_accuracy": m["balanced_accuracy"]["value"], "n_test_studies": m["n"]})
-    return pd.DataFrame(rows)
+def cell_groups(spec: ExperimentSpec) -> list[list[tuple]]:
+    """Cells grouped by (task, fraction, draw, init), readouts in dependency order (a probe
+    before the LP-FT that starts from it); a group never splits across shards."""
+    groups = []
+    for task in spec.tasks:
+        for fraction in spec.fractions:
+            for draw in range(max(spec.draws_of(fraction, r) for r in READOUTS)):
+                for init in spec.inits:
+                    wanted = spec.readouts_of(init)
+                    order = [r for r in READOUTS
+                             if r in wanted or (r == "probe" and "lpft" in wanted)]
+                    cells = [(task, fraction, draw, init, r) for r in order
+                             if draw < spec.draws_of(fraction, r)]
+                    if cells:
+                        groups.append(cells)
+    return groups
 
 
-def delong_rows(spec: ExperimentSpec, out: Path, results: pd.DataFrame) -> pd.DataFrame:
-    """DeLong p of the reference init against every other init, per task/fraction/seed/split."""
-    rows = []
-    if results.empty:
-        return pd.DataFrame(rows)
-    ref = results[results["init"] == spec.reference]
-    for _, r in ref.iterrows():
-        peers = results[(results["task"] == r["task"]) & (results["fraction"] == r["fraction"])
-                        & (results["seed"] == r["seed"]) & (results["split"] == r["split"])
-                        & (results["init"] != spec.reference)]
-        for _, p in peers.iterrows():
-            row = {"task": r["task"], "split": r["split"], "fraction": r["fraction"],
-                   "seed": r["seed"], "versus": p["init"], "delta_auroc": float("nan"),
-                   "p_value": float("nan"), "note": ""}
-            try:
-                cmp = compare_runs(out / r["run"] / r["split"], out / p["run"] / p["split"])
-                row |= {"delta_auroc": cmp["delong"]["delta"], "p_value": cmp["delong"]["p_value"]}
-            except ValueError as err:  # e.g. fewer than 2 test studies of a class
-                row["note"] = str(err)
-            rows.append(row)
-    return pd.DataFrame(rows)
+def all_readouts(spec: ExperimentSpec) -> list[str]:
+    """Every readout some init reports, in probe, finetune, lpft order."""
+    used = {r for init in spec.inits for r in spec.readouts_of(init)}
+    return [r for r in READOUTS if r in used]
 
 
 def run_experiment(cfg: ExperimentConfig) -> Path:
@@ -174,7 +225,7 @@ def run_experiment(cfg: ExperimentConfig) -> Path:
 
 def run_spec(spec: ExperimentSpec, out: Path, *, shard: str = "0/1",
              report_only: bool = False) -> Path:
-    """Run (this shard of) an experiment, then write results.csv, delong.csv, report.md and the
+    """Run (this shard of) an experiment, then write results.csv, pooled.csv, report.md and the
     plot into ``out``; returns report.md."""
     from echoclr.report import write_report  # matplotlib only when reporting
 
@@ -183,14 +234,13 @@ def run_spec(spec: ExperimentSpec, out: Path, *, shard: str = "0/1",
     if not report_only:
         index, n_shards = (int(x) for x in shard.split("/"))
         encoders = pretrain_all(spec, out)
-        cells = [(i, t, f, s) for t in spec.tasks for f in spec.fractions
-                 for s in spec.seeds for i in spec.inits]
-        for k, cell in enumerate(cells):
+        for k, group in enumerate(cell_groups(spec)):
             if k % n_shards == index:
-                run_cell(spec, out, encoders, *cell)
-    results = collect_results(spec, out)
+                for cell in group:
+                    run_cell(spec, out, encoders, *cell)
+    results = collect_results(out, spec.splits)
     results.to_csv(out / "results.csv", index=False)
-    tests = delong_rows(spec, out, results)
-    tests.to_csv(out / "delong.csv", index=False)
-    write_report(spec, results, tests, out)
+    pooled = pooled_table(results, out, reference=spec.reference, readouts=all_readouts(spec))
+    pooled.to_csv(out / "pooled.csv", index=False)
+    write_report(spec, results, pooled, out)
     return out / "report.md"

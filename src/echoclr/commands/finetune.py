@@ -22,20 +22,20 @@ from tqdm.auto import tqdm
 
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
-from echoclr.data.manifest import label_fraction_studies
-from echoclr.data.preprocess import check_compatible, preprocessing_of
+from echoclr.data.selection import select_rows, studies_fingerprint
 from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
 from echoclr.inference import predict_videos
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
-from echoclr.models import Classifier, build_encoder
+from echoclr.inits import check_init, init_encoder
+from echoclr.models import Classifier
 from echoclr.options import cache_opt, device_opt, opt, precision_opt
 from echoclr.runs import (
     JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
 )
-from echoclr.weights import kinetics_encoder, load_encoder, save_classifier
+from echoclr.weights import load_classifier, save_classifier
 
-INITS_WITHOUT_FILE = ("random", "kinetics")
+SELECT_ON = ("val_loss", "val_auroc")
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,16 @@ class FinetuneConfig:
     lr_grid: tuple[float, ...] = opt((), "Learning rates to try, one run each, keeping the one "
                                          "with the best validation AUROC; empty: just lr.")
     encoder_lr_scale: float = opt(1.0, "The encoder learns at lr times this; the head at lr.")
+    head_init: str | None = opt(None, "Probe run folder whose logit layer starts this one's "
+                                      "(LP-FT, Kumar et al. 2022); its init must be this run's.")
     head_epochs: int = opt(0, "Epochs that train the head alone before full fine-tuning.")
     linear_probe: bool = opt(False, "Freeze the encoder for the whole run.")
     epochs: int = opt(30, "Most epochs (paper: 30).")
     max_steps: int | None = opt(None, "Stop after this many optimizer steps in all; None: no "
                                       "limit.")
-    patience: int = opt(5, "Epochs without a lower validation loss before stopping.")
+    patience: int = opt(5, "Epochs without a better validation measure before stopping.")
+    select_on: str = opt("val_loss", "Validation measure that picks the best epoch and stops "
+                                     "early: val_loss (paper) or val_auroc (study level).")
     clip_len: int = opt(16, "Frames per clip (paper: 16).")
     period: int = opt(1, "Stride between the frames of a clip.")
     batch_size: int = opt(88, "Videos per optimizer step (paper: 88).")
@@ -84,45 +88,29 @@ class FinetuneConfig:
 
 def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
     """The classifier with its encoder initialised as ``cfg.init`` says (strict loading), and
-    the encoder's description: ``encoder`` and ``width`` (a pretrained encoder's whole sidecar)."""
-    if cfg.init == "random":
-        encoder = build_encoder(cfg.encoder, width=cfg.width)
-    elif cfg.init == "kinetics":
-        encoder = kinetics_encoder(cfg.encoder, cfg.weights)
-    else:
-        encoder, pretrained = load_encoder(cfg.init)
-        return Classifier(encoder, dropout=cfg.dropout), pretrained
-    return Classifier(encoder, dropout=cfg.dropout), {"encoder": cfg.encoder, "width": cfg.width}
+    the encoder's description (:func:`echoclr.inits.init_encoder`)."""
+    encoder, meta = init_encoder(cfg.init, arch=cfg.encoder, width=cfg.width, weights=cfg.weights)
+    return Classifier(encoder, dropout=cfg.dropout), meta
 
 
-def check_init(cfg: FinetuneConfig, encoder_meta: dict, cache: VideoCache) -> None:
-    """A pretrained encoder is fine-tuned only on frames prepared as its pretraining frames were.
+def start_from_probe(model: Classifier, cfg: FinetuneConfig) -> None:
+    """Copy a probe run's logit layer into ``model`` (LP-FT).
 
     Raises:
-        ValueError: naming both files and the differing settings (e.g. both frame sizes).
+        ValueError: when the probe was fitted on another encoder init.
     """
-    if cfg.init not in INITS_WITHOUT_FILE:
-        check_compatible(preprocessing_of(encoder_meta, cfg.init), cache.preprocessing,
-                         expected_from=cfg.init, found_from=cache.config_path,
-                         fix="fine-tune on a cache ingested as its pretraining cache was")
-
-
-def select_rows(cfg: FinetuneConfig, cache: VideoCache):
-    """Training videos of the drawn label fraction, and the validation videos (labeled only)."""
-    train = cache.rows("train", cfg.view)
-    subsets = label_fraction_studies(train, label=cfg.task, fractions=[cfg.fraction],
-                                     seed=cfg.fraction_seed)
-    train = train[train["study_id"].isin(subsets[cfg.fraction])]
-    val = cache.rows("val", cfg.view)
-    val = val[val[cfg.task].notna()]
-    if cfg.val_fraction < 1:
-        val_studies = label_fraction_studies(
-            val.assign(split="train"), label=cfg.task, fractions=[cfg.val_fraction],
-            seed=cfg.fraction_seed)[cfg.val_fraction]
-        val = val[val["study_id"].isin(val_studies)]
-    if val.empty:
-        raise ValueError(f"{cfg.cache}: no labeled validation videos for {cfg.task!r}")
-    return train.reset_index(drop=True), val.reset_index(drop=True)
+    if cfg.init == "random":
+        raise ValueError("--head-init needs a pretrained or kinetics init: a random init's "
+                         "weights are redrawn per run, so a probe's head would not fit them")
+    probe_model, probe_meta = load_classifier(cfg.head_init)
+    same = probe_meta["init"] == cfg.init or (
+        cfg.init not in ("random", "kinetics")
+        and Path(probe_meta["init"]).resolve() == Path(cfg.init).resolve())
+    if not same:
+        raise ValueError(f"--head-init {cfg.head_init}: that probe was fitted on init "
+                         f"{probe_meta['init']!r}, this run starts from {cfg.init!r}; give the "
+                         "probe of the same encoder")
+    model.set_head(probe_model.head.weight.detach()[0], float(probe_model.head.bias.detach()))
 
 
 def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
@@ -143,6 +131,8 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
 
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
+    if cfg.select_on not in SELECT_ON:
+        raise ValueError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
     clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
     if cfg.lr_grid:
         return _finetune_grid(cfg)
@@ -151,14 +141,19 @@ def finetune(cfg: FinetuneConfig) -> Path:
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     cache = VideoCache(cfg.cache)
-    train, val = select_rows(cfg, cache)
+    train, val = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
+                             fraction_seed=cfg.fraction_seed, view=cfg.view,
+                             val_fraction=cfg.val_fraction)
     labels = train.drop_duplicates("study_id")[cfg.task].astype(float)
     n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
     pos_weight = n_neg / max(n_pos, 1)
     model, meta = build_classifier(cfg)
-    check_init(cfg, meta, cache)
+    check_init(cfg.init, meta, cache)
+    if cfg.head_init:
+        start_from_probe(model, cfg)
     model = model.to(device, memory_format=torch.channels_last_3d)
     write_config(cfg, out, {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
+                            "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train), "n_val_studies":
                             int(val["study_id"].nunique()), "pos_weight": pos_weight})
     dataset = ClipDataset(cache, train, clip_len=cfg.clip_len, period=cfg.period,
@@ -196,7 +191,8 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
                                        pos_weight=pos_weight, generator=generator,
                                        frozen=frozen, on_step=lambda: bar.update(1))
         val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight)
-        improved = stopper.update(epoch, val_loss)
+        # EarlyStopping keeps the lowest value: the loss, or the AUROC negated.
+        improved = stopper.update(epoch, val_loss if cfg.select_on == "val_loss" else -val_auroc)
         if improved:
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), val_loss=val_loss,
@@ -211,11 +207,13 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
 def _save_model(model, cfg, meta, cache, out, stopper) -> None:
     """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
     info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
-            "init": cfg.init, "clip_len": cfg.clip_len, "period": cfg.period,
+            "init": cfg.init, "readout": "lpft" if cfg.head_init else "finetune",
+            "view": cfg.view, "clip_len": cfg.clip_len, "period": cfg.period,
             "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
             "preprocessing": cache.preprocessing.to_dict(),  # the cache's record, unchanged
             "cache": str(Path(cfg.cache).resolve()), "best_epoch": stopper.best_epoch,
-            "best_val_loss": stopper.best, "finetune_config": dataclasses.asdict(cfg)}
+            "selected_on": cfg.select_on, "best_val": stopper.best,
+            "finetune_config": dataclasses.asdict(cfg)}
     save_classifier(model, out, info)
 
 

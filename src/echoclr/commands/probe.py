@@ -1,0 +1,137 @@
+"""``echoclr probe``: the probe readout — a logistic regression on a frozen encoder's features.
+
+Every video's clip features are computed once per encoder and cache (:mod:`echoclr.features`);
+the study features (clips → video → study means) of the labeled training studies of the drawn
+fraction fit an L2 logistic regression whose C is chosen by cross-validation on those studies
+alone (:func:`echoclr.probe.fit_probe`). The run folder has fine-tuning's schema — the encoder
+with the probe as its head in ``model.pt`` — so ``evaluate``, ``compare``, ``predict``,
+``embed`` and ``experiment`` use it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.special import expit
+
+from echoclr.data.cache import VideoCache
+from echoclr.data.selection import select_rows, studies_fingerprint
+from echoclr.features import clip_features
+from echoclr.inits import check_init, init_encoder
+from echoclr.models import Classifier
+from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.probe import C_GRID, ProbeFit, fit_probe
+from echoclr.runs import JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config
+from echoclr.weights import load_classifier, save_classifier
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    cache: str = cache_opt()
+    out: str = opt("runs/probe", "Run folder: config.json, log.jsonl, model.pt, model.json.")
+    task: str = opt("lvh", "Binary label column of the manifest to learn.")
+    init: str = opt("random", "Encoder: random, kinetics, or the path of a pretraining "
+                              "encoder.pt.")
+    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
+                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
+    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
+    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
+                                    "torch's cache.")
+    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
+    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
+                                "the same studies.")
+    seed: int = opt(0, "Seed of a random init's weights and of the cross-validation folds.")
+    clip_len: int = opt(16, "Frames per clip.")
+    period: int = opt(1, "Stride between the frames of a clip.")
+    clips: int = opt(4, "Evenly spaced clips per video whose features are averaged (and "
+                        "evaluate's clips).")
+    folds: int = opt(5, "Cross-validation folds for C (fewer when a class has fewer studies).")
+    features: str | None = opt(None, "Folder that keeps each encoder's features of the cache "
+                                     "for reuse; None: RUN/features.")
+    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    batch_size: int = opt(32, "Videos per forward pass.")
+    precision: str = precision_opt()
+    device: str = device_opt()
+
+
+def study_table(rows: pd.DataFrame, features: np.ndarray, task: str
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Videos → studies: mean feature (S, F), label (S,), patient (S,) per study, sorted."""
+    frame = pd.DataFrame(features, index=rows["study_id"].to_numpy(str))
+    study_x = frame.groupby(level=0, sort=True).mean()
+    first = rows.assign(study_id=rows["study_id"].astype(str)).groupby("study_id", sort=True)
+    y = first[task].first().loc[study_x.index].to_numpy(int)
+    patients = first["patient_id"].first().loc[study_x.index].to_numpy(str)
+    return study_x.to_numpy(np.float64), y, patients
+
+
+def probe_classifier(encoder: torch.nn.Module, fit: ProbeFit) -> Classifier:
+    """The encoder with the probe as its logit layer (no dropout: the probe had none)."""
+    model = Classifier(encoder, dropout=0.0)
+    model.set_head(torch.tensor(fit.weight, dtype=torch.float32), float(fit.bias))
+    return model
+
+
+def probe_predictions(run: str | Path, cache: VideoCache, rows: pd.DataFrame, *, label: str,
+                      clips: int, store: str | Path, device: torch.device = torch.device("cpu"),
+                      precision: str = "auto") -> pd.DataFrame:
+    """A probe run's video predictions from stored features, without a forward pass when the
+    store holds them: what ``evaluate`` computes (mean clip probability), in float64.
+
+    Returns:
+        One row per video: study_id, path, y_true, y_score.
+    """
+    model, meta = load_classifier(run)
+    h = clip_features(model.encoder, cache, rows, clip_len=meta["clip_len"],
+                      period=meta["period"], clips=clips, store=store, device=device,
+                      precision=precision)
+    weight = model.head.weight.detach().double().numpy()[0]
+    bias = float(model.head.bias.detach())
+    out = rows[["study_id", "path"]].reset_index(drop=True)
+    out["y_true"] = pd.to_numeric(rows[label], errors="coerce").to_numpy()
+    out["y_score"] = expit(h.astype(np.float64) @ weight + bias).mean(axis=1)
+    return out
+
+
+def probe(cfg: ProbeConfig) -> Path:
+    """Fit the probe on the drawn label fraction; returns the run folder."""
+    out = Path(cfg.out)
+    clear_model_outputs(out)  # a new model: what was derived from the old one goes
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)  # a random init's weights
+    device = pick_device(cfg.device)
+    cache = VideoCache(cfg.cache)
+    encoder, meta = init_encoder(cfg.init, arch=cfg.encoder, width=cfg.width,
+                                 weights=cfg.weights)
+    check_init(cfg.init, meta, cache)
+    train, val = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
+                             fraction_seed=cfg.fraction_seed, view=cfg.view)
+    h = clip_features(encoder.to(device), cache, train, clip_len=cfg.clip_len,
+                      period=cfg.period, clips=cfg.clips,
+                      store=cfg.features or out / "features", device=device,
+                      precision=cfg.precision, batch_size=cfg.batch_size)
+    x, y, patients = study_table(train, h.mean(axis=1), cfg.task)
+    fit = fit_probe(x, y, patients, folds=cfg.folds, seed=cfg.seed)
+    write_config(cfg, out, {"n_train_studies": len(y), "n_train_pos": int(y.sum()),
+                            "train_studies_sha256": studies_fingerprint(train),
+                            "n_train_videos": len(train),
+                            "n_val_studies": int(val["study_id"].nunique())})
+    log = JsonlLog(out / "log.jsonl")
+    log.path.unlink(missing_ok=True)
+    log.write(c=fit.c, cv_auroc=fit.cv_auroc, cv_folds=fit.cv_folds,
+              cv_grid={f"{c:g}": v for c, v in fit.cv_grid.items()})
+    info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
+            "init": cfg.init, "readout": "probe", "view": cfg.view, "clip_len": cfg.clip_len,
+            "period": cfg.period, "dropout": 0.0, "eval_clips": cfg.clips,
+            "preprocessing": cache.preprocessing.to_dict(),
+            "cache": str(Path(cfg.cache).resolve()),
+            "probe": {"c": fit.c, "cv_auroc": fit.cv_auroc, "cv_folds": fit.cv_folds,
+                      "c_grid": list(C_GRID), "fit_on": "study means of clip features"},
+            "probe_config": dataclasses.asdict(cfg)}
+    save_classifier(probe_classifier(encoder.cpu(), fit), out, info)
+    return out
