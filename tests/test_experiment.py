@@ -116,4 +116,10 @@ def test_spec_checks_readouts_and_draws(tmp_path):
     assert spec.draws_of(1.0, "probe") == 1  # the whole training set is one subset
     assert spec.readouts_of("random") == ("probe",)
     assert spec.readouts_of("echoclr") == ("probe", "lpft")
+    only = ExperimentSpec.from_dict(base | {"only_at": {"echoclr/finetune": [1.0]}})
+    assert only.draws_of(0.1, "finetune", "echoclr") == 0
+    assert only.draws_of(1.0, "finetune", "echoclr") == 1
+    assert only.draws_of(0.1, "finetune", "random") == 5
+    with pytest.raises(ValueError, match="unknown only_at"):
+        ExperimentSpec.from_dict(base | {"only_at": {"echoclr/linear": [1.0]}})
     np.testing.assert_equal(spec.fractions, (0.01, 0.05, 0.1, 0.25, 0.5, 1.0))

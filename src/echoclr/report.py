@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write_text
+from echoclr.runs import machine_description
 
 
 def mean_sd(values, digits: int = 2) -> str:
@@ -79,6 +81,13 @@ def readout_table(pooled: pd.DataFrame, task: str, split: str) -> str:
     return "\n".join(lines)
 
 
+def precision_of(out: Path, spec) -> str:
+    """The precision the experiment ran in: its pretraining's resolved one, else the configs'."""
+    for config in sorted(Path(out).glob("pretrain/*/config.json")):
+        return json.loads(config.read_text()).get("precision_resolved", "?")
+    return spec.finetune.get("precision", "auto")
+
+
 def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -> str:
     """Write report.md (the pooled verdict first) and label_efficiency.png; returns the text."""
     from echoclr.plots import plot_label_efficiency
@@ -90,7 +99,8 @@ def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -
              f"readouts: {spec.finetune_draws or spec.draws}; the whole training set is one "
              "draw), every init trained on the same labeled studies at each draw. "
              f"Reference init: `{spec.reference}`. ΔAUROC (mean over the draws) and p pooled: "
-             f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", ""]
+             f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", "",
+             f"Machine: {machine_description()}; precision {precision_of(out, spec)}.", ""]
     if results.empty or pooled.empty:
         parts.append("No finished cells yet.")
     else:

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import dataclasses
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -106,6 +107,26 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def machine_description() -> str:
+    """The CPU (model name, core count, bf16 support) and torch version, for reports: figures
+    and numerics depend on it (bf16 is fast only with AMX/AVX512-bf16)."""
+    model, flags = "unknown CPU", ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            if key.strip() == "flags" and not flags:
+                flags = value
+    except OSError:
+        pass
+    kinds = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags.split()]
+    simd = ", ".join(kinds) if kinds else "no AVX2"
+    bf16 = "bf16 fast" if cpu_has_fast_bf16() else "bf16 emulated"
+    return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}"
+            + (f", CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -20,18 +20,20 @@ from echoclr.atomic import atomic_write_text
 from echoclr.commands.experiment import ExperimentSpec, run_spec
 from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.commands.synth import synthesize
-from echoclr.options import opt
+from echoclr.options import opt, precision_opt
+from echoclr.runs import machine_description
 from echoclr.synth.cohort import SynthConfig
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
-    preset: str = opt("demo", "demo (about 10 min on 2 CPU cores) or demo_ci (about 1 min, for "
-                              "CI).")
+    preset: str = opt("demo", "demo (about 10 min on 2 CPU cores), full (more readouts, draws "
+                              "and pretraining; about 40 min) or demo_ci (about 1 min, for CI).")
     patients: int | None = opt(None, "Cohort size, overriding the preset's.")
     seed: int | None = opt(None, "Seed of cohort, splits and training, overriding the preset's.")
     workers: int = opt(2, "Processes for synth and ingest.")
+    precision: str = precision_opt()
 
 
 def load_preset(name: str) -> dict:
@@ -39,7 +41,7 @@ def load_preset(name: str) -> dict:
     try:
         text = resources.files("echoclr").joinpath("configs", f"{name}.toml").read_text()
     except FileNotFoundError:
-        raise ValueError(f"unknown demo preset {name!r} (demo, demo_ci)") from None
+        raise ValueError(f"unknown demo preset {name!r} (demo, full, demo_ci)") from None
     return tomllib.loads(text)
 
 
@@ -65,11 +67,14 @@ def run_demo(cfg: DemoConfig) -> Path:
             print(result.summary())
     timings["ingest_s"] = time.perf_counter() - tic - timings["synth_s"]
     experiment = preset["experiment"] | {"cache": str(cache.resolve()), "seed": seed}
+    for section in ("pretrain", "probe", "finetune", "evaluate"):
+        experiment[section] = experiment.get(section, {}) | {"precision": cfg.precision}
     spec = ExperimentSpec.from_dict(experiment, source=f"demo preset {cfg.preset!r}")
     report = run_spec(spec, out / "experiment")
     timings["total_s"] = time.perf_counter() - tic
     atomic_write_text(out / "timings.json", json.dumps(
-        {k: round(v, 1) for k, v in timings.items()}, indent=2))
+        {k: round(v, 1) for k, v in timings.items()} | {"machine": machine_description(),
+                                                       "precision": cfg.precision}, indent=2))
     print(report.read_text())
     print(f"\nwall time {timings['total_s'] / 60:.1f} min; report: {report}; "
           f"plot: {report.parent / 'label_efficiency.png'}")

@@ -60,6 +60,7 @@ class ExperimentSpec:
     inits: tuple[str, ...] = ("random", "echoclr")
     readouts: tuple[str, ...] = ("finetune",)  # probe | finetune | lpft
     readouts_by_init: dict = field(default_factory=dict)  # {init: readouts}, replacing readouts
+    only_at: dict = field(default_factory=dict)  # {readout or init/readout: fractions}: only there
     splits: tuple[str, ...] = ("test",)
     reference: str = "random"  # pooled comparisons: every init against this one
     seed: int = 0  # a random init's probe weights; pretraining's seed unless it sets its own
@@ -93,7 +94,11 @@ class ExperimentSpec:
                                    ("readouts", data.get("readouts", ()), READOUTS),
                                    ("readouts_by_init", by_init, INITS),
                                    ("readouts_by_init", sum(map(list, by_init.values()), []),
-                                    READOUTS)):
+                                    READOUTS),
+                                   ("only_at", [k.split("/")[-1] for k in data.get("only_at", {})],
+                                    READOUTS),
+                                   ("only_at", [k.split("/")[0] for k in data.get("only_at", {})
+                                                if "/" in k], INITS)):
             bad = set(values) - set(known)
             if bad:
                 raise ValueError(f"{source}: unknown {key} {sorted(bad)}; choose from {known}")
@@ -111,8 +116,14 @@ class ExperimentSpec:
         chosen = tuple(self.readouts_by_init.get(init, self.readouts))
         return tuple(r for r in chosen if not (r == "lpft" and init == "random"))
 
-    def draws_of(self, fraction: float, readout: str) -> int:
-        """Label draws of one fraction and readout (the whole training set is one subset)."""
+    def draws_of(self, fraction: float, readout: str, init: str | None = None) -> int:
+        """Label draws of one fraction and readout (of ``init``; the whole training set is one
+        subset); 0 where ``only_at`` keeps the readout to other fractions."""
+        for key in (f"{init}/{readout}", readout):
+            if key in self.only_at:
+                if not any(abs(fraction - f) < 1e-9 for f in self.only_at[key]):
+                    return 0
+                break
         if fraction >= 1:
             return 1
         if readout == "probe" or self.finetune_draws is None:
@@ -205,7 +216,7 @@ def cell_groups(spec: ExperimentSpec) -> list[list[tuple]]:
                     order = [r for r in READOUTS
                              if r in wanted or (r == "probe" and "lpft" in wanted)]
                     cells = [(task, fraction, draw, init, r) for r in order
-                             if draw < spec.draws_of(fraction, r)]
+                             if draw < spec.draws_of(fraction, r, init)]
                     if cells:
                         groups.append(cells)
     return groups
