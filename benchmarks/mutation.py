@@ -53,6 +53,19 @@ TARGETS = {
                        ("label_fraction_studies", "assign_splits", "_study_table")),
     "finetuning": Target("src/echoclr/finetuning.py",
                          ("tests/test_finetune.py", "tests/test_finetune_behaviour.py")),
+    "pooled": Target("src/echoclr/pooled.py", ("tests/test_pooled.py",)),
+    "probe": Target("src/echoclr/probe.py",
+                    ("tests/test_probe.py::test_probe_is_sklearns_balanced_logistic_regression_on_"
+                     "standardised_features",
+                     "tests/test_probe.py::test_c_is_the_best_grouped_cross_validated_auroc",
+                     "tests/test_probe.py::test_too_few_studies_of_a_class_fall_back_to_the_"
+                     "default_c")),
+    "selection": Target("src/echoclr/data/selection.py",
+                        ("tests/test_finetune_behaviour.py::test_training_sees_only_the_label_"
+                         "fraction",
+                         "tests/test_probe.py::test_cross_validation_sees_only_the_drawn_"
+                         "training_studies",
+                         "tests/test_experiment.py")),
     "transforms": Target("src/echoclr/data/transforms.py",
                          ("tests/test_transforms.py", "tests/test_reorder.py")),
     "datasets": Target("src/echoclr/data/datasets.py",
