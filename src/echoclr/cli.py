@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import sys
 import tomllib
 import typing
 from pathlib import Path
 
 from echoclr.options import help_text
+from echoclr.valid_json import json_text
 
 # command → (config class, function, positional fields, summary); module echoclr.commands.NAME
 COMMANDS = {
@@ -159,7 +159,7 @@ def _report(command: str, result) -> int:
         print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
         return 0
     if command == "compare":
-        print(json.dumps(result, indent=2, default=float))
+        print(json_text(result))
         return 0
     if result is not None:
         print(result)

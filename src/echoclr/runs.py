@@ -6,6 +6,7 @@ import contextlib
 import functools
 import dataclasses
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from echoclr.atomic import atomic_write_text
+from echoclr.valid_json import json_text, write_json
 
 
 # A run folder holds the outputs of one model. Files derived from the model that a later command
@@ -45,13 +47,13 @@ def write_derived(path: str | Path, text: str, key: dict) -> None:
     """Write a model-derived file and its sidecar ``key`` (for :func:`read_derived`)."""
     path = Path(path)
     atomic_write_text(path, text)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2))
+    write_json(path.with_suffix(".json"), key)
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:
     """Write ``config.json`` (the resolved dataclass plus ``extra``) and return it as a dict."""
     data = dataclasses.asdict(cfg) | (extra or {})
-    atomic_write_text(Path(run_dir) / "config.json", json.dumps(data, indent=2, default=str))
+    write_json(Path(run_dir) / "config.json", data, default=str)
     return data
 
 
@@ -64,18 +66,20 @@ class JsonlLog:
     def write(self, **row) -> None:
         if self.enabled:
             with open(self.path, "a") as f:
-                f.write(json.dumps({"time": round(time.time(), 3)} | row) + "\n")
+                f.write(json_text({"time": round(time.time(), 3)} | row, indent=None) + "\n")
 
     def rows(self) -> list[dict]:
         """Logged rows; a torn last line (the writer died mid-append, or the disk filled) is
-        dropped, so a resumed run re-logs that step instead of failing to read the log."""
+        dropped, so a resumed run re-logs that step instead of failing to read the log. A value
+        written as null (it was not a number) reads back as NaN."""
         if not self.path.is_file():
             return []
         lines = [line for line in self.path.read_text().splitlines() if line.strip()]
         rows = []
         for k, line in enumerate(lines):
             try:
-                rows.append(json.loads(line))
+                rows.append({key: math.nan if value is None else value
+                             for key, value in json.loads(line).items()})
             except json.JSONDecodeError:
                 if k < len(lines) - 1:  # damage before the end is not a torn append: say so
                     raise ValueError(f"{self.path}: line {k + 1} is not JSON: {line[:80]!r}")
@@ -85,7 +89,7 @@ class JsonlLog:
         """Drop rows logged after ``step`` (a resumed run re-logs them)."""
         if self.enabled and self.path.is_file():
             keep = [r for r in self.rows() if r.get("step", 0) <= step]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
+            atomic_write_text(self.path, "".join(json_text(r, indent=None) + "\n" for r in keep))
 
 
 def seed_everything(seed: int) -> None:

@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.atomic import atomic_write
 from echoclr.models import TORCHVISION_ENCODERS, Classifier, build_encoder
+from echoclr.valid_json import write_json
 
 
 def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
@@ -102,7 +103,7 @@ def save_encoder(encoder: nn.Module, path: str | Path, meta: dict) -> None:
     """Write encoder weights (tensors only) and a JSON sidecar, both atomically."""
     path = Path(path)
     atomic_torch_save(encoder.state_dict(), path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    write_json(path.with_suffix(".json"), meta)
 
 
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
@@ -123,7 +124,7 @@ def save_classifier(model: Classifier, run: str | Path, meta: dict) -> Path:
     """Write ``model.pt`` (tensors only) and ``model.json`` into a run folder; returns model.pt."""
     path = Path(run) / "model.pt"
     atomic_torch_save(model.state_dict(), path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
+    write_json(path.with_suffix(".json"), meta, default=str)
     return path
 
 

@@ -7,20 +7,20 @@ fine-tuned model or a pretraining encoder.pt.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.atomic import atomic_write
 from echoclr.data.cache import VideoCache
 from echoclr.data.preprocess import check_compatible, preprocessing_of
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
 from echoclr.options import cache_opt, device_opt, opt, precision_opt
 from echoclr.runs import pick_device
+from echoclr.valid_json import write_json
 from echoclr.weights import load_any_encoder
 
 
@@ -97,7 +97,7 @@ def embed(cfg: EmbedConfig) -> Path:
             "label": label, "n_videos": len(videos), "n_studies": len(study_h),
             "projection": "PCA (scikit-learn), fitted on videos",
             "explained_variance_ratio": explained}
-    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(info, indent=2))
+    write_json(out.with_name(out.name + ".json"), info)
     return out
 
 

@@ -7,18 +7,17 @@ PNGs into the run folder. The decision threshold is chosen on validation (Youden
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from echoclr import metrics, significance
-from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import VideoCache
 from echoclr.inference import predict_videos
 from echoclr.options import device_opt, opt, precision_opt
 from echoclr.runs import VAL_STUDIES, pick_device, read_derived, write_derived
+from echoclr.valid_json import write_json
 from echoclr.weights import classifier_path, file_sha256, load_classifier
 
 
@@ -107,7 +106,7 @@ def write_evaluation(cfg: EvaluateConfig, meta: dict, val_study: pd.DataFrame,
                                               videos["y_score"].to_numpy(),
                                               clusters=videos["study_id"].to_numpy(), **kw),
     }
-    atomic_write_text(dest / "metrics.json", json.dumps(result, indent=2, default=float))
+    write_json(dest / "metrics.json", result)
     if cfg.plots:
         from echoclr.plots import plot_pr, plot_roc  # matplotlib only here
 
