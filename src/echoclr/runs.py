@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from echoclr.atomic import atomic_write_text
+from echoclr.errors import UserError
 from echoclr.valid_json import json_text, write_json
 
 
@@ -137,10 +138,23 @@ def pick_device(name: str = "auto", *, local_rank: int | None = None) -> torch.d
     Under torchrun (``local_rank`` given, see :func:`echoclr.distributed.torchrun_local_rank`)
     a CUDA device without an index is this process's own GPU, ``cuda:LOCAL_RANK``; an explicit
     index is kept.
+
+    Raises:
+        UserError: for a device this process does not have (``cuda`` without a GPU).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device {name}: not a device ({err}); use auto, cpu, cuda or "
+                        "cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available to this process "
+                        "(torch.cuda.is_available() is False); use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                        "GPU(s), numbered from cuda:0")
     if device.type == "cuda" and device.index is None and local_rank is not None:
         device = torch.device("cuda", local_rank)
     return device

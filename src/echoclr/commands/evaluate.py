@@ -14,8 +14,10 @@ import pandas as pd
 
 from echoclr import metrics, significance
 from echoclr.data.cache import VideoCache
+from echoclr.data.selection import check_both_classes, check_task, check_view
+from echoclr.errors import UserError
 from echoclr.inference import predict_videos
-from echoclr.options import device_opt, opt, precision_opt
+from echoclr.options import device_opt, opt, precision_opt, view_of
 from echoclr.runs import VAL_STUDIES, pick_device, read_derived, write_derived
 from echoclr.valid_json import write_json
 from echoclr.weights import classifier_path, file_sha256, load_classifier
@@ -36,11 +38,29 @@ class EvaluateConfig:
     device: str = device_opt()
 
 
-def _predict_split(model, meta, cache, split, cfg, device) -> pd.DataFrame:
-    rows = cache.rows(split, meta["view"])
-    rows = rows[rows[meta["task"]].notna()]
-    if rows.empty:
-        raise ValueError(f"{cache.root}: no labeled {meta['task']!r} videos in split {split!r}")
+# What needs both classes in each split evaluate reads (named when one lacks a class).
+USES = {"val": "the decision threshold (Youden's J on the validation studies)",
+        "test": "AUROC", "ext_test": "AUROC"}
+
+
+def labeled_rows(cache: VideoCache, meta: dict, split: str) -> pd.DataFrame:
+    """The videos of ``split`` labeled for the model's task, in its view; checked to hold both
+    classes (a UserError before any forward pass, naming the split and the missing class)."""
+    view = view_of(meta["view"])  # models saved before views were normalised say "None"
+    check_task(cache, meta["task"])
+    check_view(cache, view)
+    splits = sorted(cache.manifest["split"].dropna().unique())
+    if split not in splits:
+        raise UserError(f"--split {split}: {cache.root / 'manifest.csv'} has no such split "
+                        f"(splits: {', '.join(splits)})")
+    rows = cache.rows(split, view)
+    rows = rows[rows[meta["task"]].notna()].reset_index(drop=True)
+    check_both_classes(rows, task=meta["task"], split=split, source=cache.root / "manifest.csv",
+                       use=USES.get(split, "AUROC"))
+    return rows
+
+
+def _predict(model, meta, cache, rows, cfg, device) -> pd.DataFrame:
     return predict_videos(model, cache, rows, label=meta["task"], clip_len=meta["clip_len"],
                           period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
                           device=device, precision=cfg.precision)
@@ -52,14 +72,14 @@ def val_studies_key(run: Path, clips: int, cache: VideoCache) -> dict:
             "cache": str(cache.root.resolve())}
 
 
-def _val_studies(run: Path, model, meta, cache, cfg, device) -> pd.DataFrame:
+def _val_studies(run: Path, model, meta, cache, rows, cfg, device) -> pd.DataFrame:
     """Validation study predictions, the threshold's source: kept in the run folder and reused
     only while they belong to its current model (its fingerprint) and these clips and cache."""
     path, key = run / VAL_STUDIES, val_studies_key(run, cfg.clips, cache)
     text = read_derived(path, key)
     if text is not None:
         return pd.read_csv(io.StringIO(text), dtype={"study_id": str})
-    studies = metrics.aggregate_by_study(_predict_split(model, meta, cache, "val", cfg, device))
+    studies = metrics.aggregate_by_study(_predict(model, meta, cache, rows, cfg, device))
     write_derived(path, studies.to_csv(index=False), key)
     return studies
 
@@ -71,8 +91,9 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     device = pick_device(cfg.device)
     model = model.to(device)
     cache = VideoCache(cfg.cache or meta["cache"])
-    val_study = _val_studies(run, model, meta, cache, cfg, device)
-    videos = _predict_split(model, meta, cache, cfg.split, cfg, device)
+    val_rows, rows = labeled_rows(cache, meta, "val"), labeled_rows(cache, meta, cfg.split)
+    val_study = _val_studies(run, model, meta, cache, val_rows, cfg, device)
+    videos = _predict(model, meta, cache, rows, cfg, device)
     return write_evaluation(cfg, meta, val_study, videos)
 
 

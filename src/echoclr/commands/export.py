@@ -17,6 +17,7 @@ from torch import nn
 
 from echoclr.atomic import atomic_path
 from echoclr.data.preprocess import Preprocessing, preprocessing_of
+from echoclr.errors import UserError
 from echoclr.options import model_opt, opt
 from echoclr.valid_json import write_json
 from echoclr.weights import load_classifier
@@ -98,11 +99,11 @@ def export(cfg: ExportConfig) -> Path:
     probabilities between the exported model and PyTorch; returns the exported file.
 
     Raises:
-        ValueError: an unknown format.
+        UserError: an unknown format.
         RuntimeError: the difference exceeds ``cfg.tolerance`` (the file is removed).
     """
     if cfg.format not in FORMATS:
-        raise ValueError(f"unknown export format {cfg.format!r}; choose from {FORMATS}")
+        raise UserError(f"--format {cfg.format}: unknown export format {cfg.format!r}; choose from {FORMATS}")
     model, meta = load_classifier(cfg.model)
     prep = preprocessing_of(meta, cfg.model)
     wrapper = ProbabilityModel(model.float().to("cpu")).eval()

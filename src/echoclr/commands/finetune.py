@@ -27,19 +27,20 @@ from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
 from echoclr.inference import predict_videos
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
-from echoclr.inits import check_init, init_encoder
+from echoclr.errors import UserError
+from echoclr.inits import check_init, init_encoder, start_from_probe
 from echoclr.models import Classifier
-from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
 from echoclr.runs import (
     JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
 )
-from echoclr.weights import load_classifier, save_classifier
+from echoclr.weights import save_classifier
 
 SELECT_ON = ("val_loss", "val_auroc")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(ViewSetting):
     cache: str = cache_opt()
     out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
     task: str = opt("lvh", "Binary label column of the manifest to learn.")
@@ -79,7 +80,7 @@ class FinetuneConfig:
     eval_clips: int = opt(4, "Evenly spaced clips per video at test time (paper: 4).")
     val_clips: int = opt(4, "Evenly spaced clips per video for the validation after each "
                             "epoch.")
-    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    view: str | None = view_opt("PLAX")
     precision: str = precision_opt()
     workers: int = opt(2, "Data-loader processes.")
     device: str = device_opt()
@@ -93,24 +94,6 @@ def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
     return Classifier(encoder, dropout=cfg.dropout), meta
 
 
-def start_from_probe(model: Classifier, cfg: FinetuneConfig) -> None:
-    """Copy a probe run's logit layer into ``model`` (LP-FT).
-
-    Raises:
-        ValueError: when the probe was fitted on another encoder init.
-    """
-    if cfg.init == "random":
-        raise ValueError("--head-init needs a pretrained or kinetics init: a random init's "
-                         "weights are redrawn per run, so a probe's head would not fit them")
-    probe_model, probe_meta = load_classifier(cfg.head_init)
-    same = probe_meta["init"] == cfg.init or (
-        cfg.init not in ("random", "kinetics")
-        and Path(probe_meta["init"]).resolve() == Path(cfg.init).resolve())
-    if not same:
-        raise ValueError(f"--head-init {cfg.head_init}: that probe was fitted on init "
-                         f"{probe_meta['init']!r}, this run starts from {cfg.init!r}; give the "
-                         "probe of the same encoder")
-    model.set_head(probe_model.head.weight.detach()[0], float(probe_model.head.bias.detach()))
 
 
 def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
@@ -132,12 +115,11 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
     if cfg.select_on not in SELECT_ON:
-        raise ValueError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
-    clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
+        raise UserError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
     if cfg.lr_grid:
+        clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
         return _finetune_grid(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     cache = VideoCache(cfg.cache)
@@ -150,9 +132,12 @@ def finetune(cfg: FinetuneConfig) -> Path:
     model, meta = build_classifier(cfg)
     check_init(cfg.init, meta, cache)
     if cfg.head_init:
-        start_from_probe(model, cfg)
+        start_from_probe(model, init=cfg.init, head_init=cfg.head_init)
     model = model.to(device, memory_format=torch.channels_last_3d)
-    write_config(cfg, out, {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
+    clear_model_outputs(out)  # the inputs check out; a new model: the old one's outputs go
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
+                            "n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
                             "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train), "n_val_studies":
                             int(val["study_id"].nunique()), "pos_weight": pos_weight})

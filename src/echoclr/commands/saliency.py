@@ -20,6 +20,7 @@ from echoclr.data.cache import decode_and_preprocess
 from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
+from echoclr.errors import UserError
 from echoclr.inference import clips_to_input, predict_clips
 from echoclr.options import device_opt, model_opt, opt
 from echoclr.runs import pick_device
@@ -189,7 +190,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
     frame space) and ``saliency.json``. Returns the output folder.
     """
     if cfg.max_frames < 1:
-        raise ValueError(f"saliency: max_frames must be >= 1, got {cfg.max_frames}")
+        raise UserError(f"saliency: --max-frames must be >= 1, got {cfg.max_frames}")
     model, meta = load_classifier(cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
