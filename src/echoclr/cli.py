@@ -230,8 +230,12 @@ def _report(command: str, result) -> int:
         print(f"predictions: {result}" + (f" ({failed} videos could not be scored)" if failed else ""))
         return 1 if failed else 0
     if command == "evaluate":
-        s = result["study"]["auroc"]
-        print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+        s, n = result["study"]["auroc"], result["study"]["n"]
+        flag = "" if s["ci_reliable"] else "; the interval is unreliable, see the warnings"
+        print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
+              f"({n} studies{flag})")
+        for warning in result["warnings"]:
+            print(f"warning: {warning}")
         return 0
     if command == "compare":
         print(json_text(result))

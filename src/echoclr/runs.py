@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import dataclasses
+import functools
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -17,21 +18,74 @@ import torch
 from echoclr.atomic import atomic_write_text
 from echoclr.errors import UserError
 from echoclr.valid_json import json_text, write_json
+from echoclr.weights import file_sha256
 
 
-# A run folder holds the outputs of one model. Files derived from the model that a later command
-# may reuse carry its fingerprint (the SHA-256 of model.pt) in a JSON sidecar, and their readers
-# recompute them when it is not the current model's; writing a new model clears them too.
+# A run folder holds the outputs of one model. Files derived from the model carry its
+# fingerprint (the SHA-256 of model.pt) in a JSON sidecar: readers that may reuse them recompute
+# them when it is not the current model's, readers that cannot (compare) refuse them; writing a
+# new model clears them, in the run folder and in its split subfolders (RUN/test …).
 VAL_STUDIES = "val_study_predictions.csv"  # evaluate's validation studies (its threshold)
-MODEL_DERIVED = (VAL_STUDIES,)
+STUDY_PREDICTIONS = "study_predictions.csv"  # evaluate's study scores (compare reads them)
+EVALUATION_OUTPUTS = ("predictions.csv", STUDY_PREDICTIONS, "metrics.json", "roc.png", "pr.png",
+                      "calibration.png", "confusion.png")  # what evaluate writes
+MODEL_DERIVED = (VAL_STUDIES, *EVALUATION_OUTPUTS)
 
 
 def clear_model_outputs(run_dir: str | Path) -> None:
-    """Remove what a run folder holds derived from its previous model (and their sidecars)."""
-    for name in MODEL_DERIVED:
-        path = Path(run_dir) / name
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
+    """Remove what a run folder holds derived from its previous model (and the sidecars), in
+    the folder and in each subfolder without a model of its own (evaluate's ``--out RUN/test``);
+    a subfolder left empty goes too."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    subfolders = [d for d in run_dir.iterdir() if d.is_dir() and not (d / "model.pt").exists()]
+    for folder in (run_dir, *subfolders):
+        for name in MODEL_DERIVED:
+            path = folder / name
+            path.unlink(missing_ok=True)
+            if path.suffix == ".csv":
+                path.with_suffix(".json").unlink(missing_ok=True)
+        if folder != run_dir and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def model_stamp(model: str | Path, folder: str | Path) -> dict:
+    """What an output written into ``folder`` from ``model`` (a model.pt) carries: the model's
+    fingerprint and its path relative to ``folder``."""
+    return {"model_sha256": file_sha256(model), "model": os.path.relpath(model, folder)}
+
+
+def read_current(path: str | Path) -> str:
+    """The text of a model-derived file (e.g. ``study_predictions.csv``) whose sidecar's
+    fingerprint is that of the model it names, as that model is now.
+
+    Raises:
+        UserError: the file is absent, carries no fingerprint, or comes from another model;
+            naming the file and the evaluate command that writes it anew.
+    """
+    path = Path(path)
+    side = path.with_suffix(".json")
+    stamp = json.loads(side.read_text()) if side.is_file() else {}
+    folder = path.parent
+    if "model" in stamp:
+        model = folder / stamp["model"]
+    else:  # a run folder, or a split subfolder of one (RUN/test)
+        model = next((m for m in (folder / "model.pt", folder.parent / "model.pt")
+                      if m.is_file()), folder / "model.pt")
+    run = model.parent
+    again = f"echoclr evaluate {run}" + ("" if folder.resolve() == run.resolve() else
+                                         f" --split {stamp.get('split', folder.name)} "
+                                         f"--out {folder}")
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run `{again}` first")
+    if "model_sha256" not in stamp:
+        raise UserError(f"{path}: carries no model fingerprint ({side.name} is missing), so it "
+                        f"may come from another model than {model}; re-run {again}")
+    if not model.is_file() or file_sha256(model) != stamp["model_sha256"]:
+        now = "is gone" if not model.is_file() else "has been replaced since"
+        raise UserError(f"{path}: written from another model: {model} {now}; re-run {again}")
+    return path.read_text()
 
 
 def read_derived(path: str | Path, key: dict) -> str | None:
