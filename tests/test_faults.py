@@ -362,3 +362,35 @@ def test_evaluate_reuses_val_predictions_only_of_the_current_model(tiny_cache, t
     assert val.read_text() != planted and json.loads(side.read_text()) == key
     val.write_text(planted)  # the current model's (its fingerprint): reused as it is
     assert evaluate_run(evaluate)["threshold_rule"].startswith("0.5")
+
+
+# --- fine-tuning ----------------------------------------------------------------------------
+
+FINETUNE = ["--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4", "--batch-size", "6",
+            "--epochs", "4", "--patience", "5", "--workers", "0", "--no-progress",
+            "--val-clips", "1", "--precision", "fp32"]
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The last finished epoch a fine-tuning checkpoint holds (-1: none yet)."""
+    try:
+        return torch.load(path, weights_only=True)["epoch"] if path.is_file() else -1
+    except (RuntimeError, EOFError, OSError, KeyError):  # replaced while reading
+        return -1
+
+
+def test_sigkill_during_finetuning_then_resume_matches(tiny_cache, tmp_path):
+    run = tmp_path / "run"
+    kill_when(["finetune", str(tiny_cache), "--out", str(run), *FINETUNE],
+              lambda: checkpoint_epoch(run / "checkpoint.pt") >= 0, tmp_path / "finetune.log")
+    assert 0 <= checkpoint_epoch(run / "checkpoint.pt") < 3
+    assert not (run / "model.pt").exists()
+
+    assert cli.main(["finetune", str(tiny_cache), "--out", str(run), *FINETUNE, "--resume"]) == 0
+    assert cli.main(["finetune", str(tiny_cache), "--out", str(tmp_path / "ref"), *FINETUNE]) == 0
+    resumed = torch.load(run / "model.pt", weights_only=True)
+    reference = torch.load(tmp_path / "ref" / "model.pt", weights_only=True)
+    assert resumed.keys() == reference.keys()
+    for k in reference:
+        torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert [r["epoch"] for r in JsonlLog(run / "log.jsonl").rows()] == [0, 1, 2, 3]

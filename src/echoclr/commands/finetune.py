@@ -23,7 +23,10 @@ from tqdm.auto import tqdm
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
 from echoclr.data.selection import select_rows, studies_fingerprint
-from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
+from echoclr.finetuning import (
+    CHECKPOINT, EarlyStopping, load_checkpoint, param_groups, resume_settings, save_checkpoint,
+    train_one_epoch,
+)
 from echoclr.inference import predict_videos
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
@@ -84,6 +87,8 @@ class FinetuneConfig(ViewSetting):
     precision: str = precision_opt()
     workers: int = opt(2, "Data-loader processes.")
     device: str = device_opt()
+    resume: bool = opt(False, "Continue a killed run from RUN/checkpoint.pt (its last finished "
+                              "epoch), to the model an uninterrupted run ends with.")
     progress: bool = opt(True, "Show a progress bar.")
 
 
@@ -144,11 +149,14 @@ def finetune(cfg: FinetuneConfig) -> Path:
     dataset = ClipDataset(cache, train, clip_len=cfg.clip_len, period=cfg.period,
                           label=cfg.task, seed=cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
+    # Workers start afresh each epoch (not persistent): they see the epoch's clip draws
+    # (set_epoch), and the generator is drawn from alike in every epoch, resumed or not.
     loader = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
-                        generator=g, num_workers=cfg.workers, drop_last=False,
-                        persistent_workers=cfg.workers > 0)  # an epoch can be a single step
+                        generator=g, num_workers=cfg.workers, drop_last=False)
     log = JsonlLog(out / "log.jsonl")
-    log.path.unlink(missing_ok=True)
+    if not (cfg.resume and (out / CHECKPOINT).is_file()):
+        log.path.unlink(missing_ok=True)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     stopper, best_state = _train(cfg, model, dataset, loader, cache, val, log, device=device,
                                  pos_weight=pos_weight, generator=g)
     if best_state is None:  # NaN never beats inf: every validation loss was NaN
@@ -156,7 +164,30 @@ def finetune(cfg: FinetuneConfig) -> Path:
                            f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
     model.load_state_dict(best_state)
     _save_model(model, cfg, meta, cache, out, stopper)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the model is written: nothing to resume
     return out
+
+
+def _frozen(cfg: FinetuneConfig, epoch: int) -> bool:
+    """Whether ``epoch`` trains the head alone."""
+    return epoch < cfg.head_epochs or cfg.linear_probe
+
+
+def _resume(cfg: FinetuneConfig, model: Classifier, stopper: EarlyStopping, log: JsonlLog,
+            generator: torch.Generator) -> tuple[int, int, dict | None, object]:
+    """(first epoch, step, best state, optimizer) to continue from RUN/checkpoint.pt with
+    ``--resume``; (0, 0, None, None) for a fresh run."""
+    path = Path(cfg.out) / CHECKPOINT
+    if not (cfg.resume and path.is_file()):
+        return 0, 0, None, None
+    state = load_checkpoint(path, settings=resume_settings(cfg), generator=generator)
+    model.load_state_dict(state["model"])
+    stopper.load_state_dict(state["stopper"])
+    # The optimizer of the last finished epoch (head-only or whole model, as it was).
+    optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=_frozen(cfg, state["epoch"])))
+    optimizer.load_state_dict(state["optimizer"])
+    log.truncate_after(state["step"])
+    return state["epoch"] + 1, state["step"], state["best_state"], optimizer
 
 
 def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader: DataLoader,
@@ -164,11 +195,14 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
            pos_weight: float, generator: torch.Generator) -> tuple[EarlyStopping, dict | None]:
     """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
     the best state (None when no validation loss was a number)."""
-    stopper, best_state, step, optimizer = EarlyStopping(cfg.patience), None, 0, None
-    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), disable=not cfg.progress,
-               desc=f"finetune {cfg.task}", unit="step")
-    for epoch in range(cfg.epochs):
-        frozen = epoch < cfg.head_epochs or cfg.linear_probe
+    stopper = EarlyStopping(cfg.patience)
+    start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator)
+    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), initial=step,
+               disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
+    for epoch in range(start, cfg.epochs):
+        if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
+            break
+        frozen = _frozen(cfg, epoch)
         if optimizer is None or epoch == cfg.head_epochs:
             optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=frozen))
         dataset.set_epoch(epoch)
@@ -183,8 +217,9 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
         log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), val_loss=val_loss,
                   val_auroc=val_auroc, best=improved)
         bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
-        if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
-            break
+        save_checkpoint(Path(cfg.out) / CHECKPOINT, model=model, optimizer=optimizer,
+                        epoch=epoch, step=step, stopper=stopper, best_state=best_state,
+                        generator=generator, settings=resume_settings(cfg))
     bar.close()
     return stopper, best_state
 
