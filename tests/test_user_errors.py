@@ -31,17 +31,6 @@ def one_line_error(capsys, argv: list[str], *needles: str) -> str:
     return line
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    """Fail the test if a training epoch starts: the error must come before any training."""
-    import echoclr.commands.finetune as ft
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(ft, "train_one_epoch", refuse)
-
-
 def test_wrong_case_task_lists_the_label_columns_and_suggests_the_right_one(
         tiny_cache, tmp_path, capsys, no_training):
     line = one_line_error(capsys, ["finetune", str(tiny_cache), "--out", str(tmp_path / "ft"),
@@ -118,7 +107,7 @@ def test_a_bug_keeps_its_traceback(tiny_cache, tmp_path, monkeypatch):
     monkeypatch.setattr(ft, "finetune", bug)
     with pytest.raises(KeyError):
         main(["finetune", str(tiny_cache), "--out", str(tmp_path / "ft")])
-    monkeypatch.setattr(ft, "finetune", lambda cfg: open(tmp_path / "no" / "such" / "file"))
+    monkeypatch.setattr(ft, "finetune", lambda cfg: (tmp_path / "no" / "such").read_text())
     with pytest.raises(FileNotFoundError):  # the OS's, deep inside: a bug, not the user's path
         main(["finetune", str(tiny_cache), "--out", str(tmp_path / "ft")])
 

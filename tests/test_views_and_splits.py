@@ -81,8 +81,9 @@ def test_a_view_that_matches_nothing_names_the_views_the_cache_holds(tiny_cache,
 
 
 def test_embed_and_predict_take_a_view(tiny_cache, tmp_path):
-    from _model_fixtures import write_tiny_model
     import numpy as np
+
+    from _model_fixtures import write_tiny_model
 
     manifest = two_views(tiny_cache)
     model = write_tiny_model(tmp_path / "model")
@@ -119,16 +120,6 @@ def set_labels(cache, split: str, value: int, task: str = "lvh") -> None:
     manifest.to_csv(cache / "manifest.csv", index=False)
 
 
-@pytest.fixture
-def no_training(monkeypatch):
-    import echoclr.commands.finetune as ft
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("training started")
-
-    monkeypatch.setattr(ft, "train_one_epoch", refuse)
-
-
 def test_finetune_refuses_a_validation_split_of_one_class_before_training(
         tiny_cache, tmp_path, capsys, no_training):
     set_labels(tiny_cache, "val", 0)
@@ -152,8 +143,8 @@ def test_probe_refuses_a_training_split_of_one_class(tiny_cache, tmp_path, capsy
 
 def test_evaluate_refuses_a_split_of_one_class_before_predicting(tiny_cache, tmp_path, capsys,
                                                                  monkeypatch):
-    from _model_fixtures import write_tiny_model
     import echoclr.commands.evaluate as ev
+    from _model_fixtures import write_tiny_model
 
     run = write_tiny_model(tmp_path / "run")
 

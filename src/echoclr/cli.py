@@ -20,7 +20,6 @@ from pathlib import Path
 
 from echoclr.errors import UserError
 from echoclr.options import help_text
-from echoclr.valid_json import json_text
 
 # command → (config class, function, positional fields, summary); module echoclr.commands.NAME
 COMMANDS = {
@@ -238,6 +237,8 @@ def _report(command: str, result) -> int:
             print(f"warning: {warning}")
         return 0
     if command == "compare":
+        from echoclr.valid_json import json_text
+
         print(json_text(result))
         return 0
     if result is not None:

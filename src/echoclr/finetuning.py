@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
+from echoclr.errors import UserError
 from echoclr.losses import smoothed_bce
 from echoclr.models import Classifier
-from echoclr.errors import UserError
 from echoclr.runs import autocast
 from echoclr.weights import atomic_torch_save, load_weights
 

@@ -21,7 +21,12 @@ from echoclr.errors import UserError
 from echoclr.inference import predict_videos
 from echoclr.options import device_opt, opt, precision_opt, view_of
 from echoclr.runs import (
-    STUDY_PREDICTIONS, VAL_STUDIES, model_stamp, pick_device, read_derived, write_derived,
+    STUDY_PREDICTIONS,
+    VAL_STUDIES,
+    model_stamp,
+    pick_device,
+    read_derived,
+    write_derived,
 )
 from echoclr.valid_json import write_json
 from echoclr.weights import classifier_path, file_sha256, load_classifier

@@ -23,19 +23,28 @@ from tqdm.auto import tqdm
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
 from echoclr.data.selection import select_rows, studies_fingerprint
+from echoclr.errors import UserError
 from echoclr.finetuning import (
-    CHECKPOINT, EarlyStopping, load_checkpoint, param_groups, resume_settings, save_checkpoint,
+    CHECKPOINT,
+    EarlyStopping,
+    load_checkpoint,
+    param_groups,
+    resume_settings,
+    save_checkpoint,
     train_one_epoch,
 )
 from echoclr.inference import predict_videos
+from echoclr.inits import check_init, init_encoder, start_from_probe
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
-from echoclr.errors import UserError
-from echoclr.inits import check_init, init_encoder, start_from_probe
 from echoclr.models import Classifier
 from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
 from echoclr.runs import (
-    JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
+    JsonlLog,
+    clear_model_outputs,
+    pick_device,
+    seed_everything,
+    write_config,
 )
 from echoclr.weights import save_classifier
 

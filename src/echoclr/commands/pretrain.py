@@ -22,15 +22,19 @@ from tqdm.auto import tqdm
 
 from echoclr import distributed
 from echoclr.data.cache import VideoCache
-from echoclr.data.selection import check_view
-from echoclr.errors import UserError
 from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.sampling import ResumableSampler
+from echoclr.data.selection import check_view
 from echoclr.distributed import DistInfo
+from echoclr.errors import UserError
 from echoclr.models import PretrainModel, build_encoder
 from echoclr.options import ViewSetting, cache_opt, opt, precision_opt, view_opt
 from echoclr.pretraining import (
-    CollapseMonitor, PretrainPlan, lr_at, plan_of, train_one_epoch,
+    CollapseMonitor,
+    PretrainPlan,
+    lr_at,
+    plan_of,
+    train_one_epoch,
 )
 from echoclr.runs import JsonlLog, resolve_precision, write_config
 from echoclr.weights import atomic_torch_save, load_weights, save_encoder
