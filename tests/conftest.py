@@ -47,3 +47,14 @@ def make_cache(root: Path, *, n_studies: int = 20, videos_per_study: int = 3, si
 @pytest.fixture
 def tiny_cache(tmp_path: Path) -> Path:
     return make_cache(tmp_path / "cache")
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if a fine-tuning epoch starts: its error must come before any training."""
+    import echoclr.commands.finetune as ft
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(ft, "train_one_epoch", refuse)

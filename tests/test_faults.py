@@ -240,11 +240,20 @@ PRETRAIN = ["--encoder", "r3d_tiny", "--width", "4", "--batch-size", "4", "--max
             "--log-every", "1"]
 
 
-def checkpoint_step(path: Path) -> int:
+def checkpoint_step(path: Path, key: str = "step", missing: int = 0) -> int:
+    """``key`` of the checkpoint at ``path`` (``missing`` while there is none)."""
     try:
-        return torch.load(path, weights_only=True)["step"] if path.is_file() else 0
+        return torch.load(path, weights_only=True)[key] if path.is_file() else missing
     except (RuntimeError, EOFError, OSError):  # replaced while reading
-        return 0
+        return missing
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two weight files hold the same tensors, to float32 rounding."""
+    got, want = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert got.keys() == want.keys()
+    for k in want:
+        torch.testing.assert_close(got[k], want[k], rtol=1e-5, atol=1e-6, msg=k)
 
 
 def test_sigkill_during_pretraining_then_resume_matches(tiny_cache, tmp_path):
@@ -256,11 +265,7 @@ def test_sigkill_during_pretraining_then_resume_matches(tiny_cache, tmp_path):
 
     assert cli.main(["pretrain", str(tiny_cache), "--out", str(run), *PRETRAIN, "--resume"]) == 0
     assert cli.main(["pretrain", str(tiny_cache), "--out", str(tmp_path / "ref"), *PRETRAIN]) == 0
-    resumed = torch.load(run / "encoder.pt", weights_only=True)
-    reference = torch.load(tmp_path / "ref" / "encoder.pt", weights_only=True)
-    assert resumed.keys() == reference.keys()
-    for k in reference:
-        torch.testing.assert_close(resumed[k], reference[k], rtol=1e-5, atol=1e-6, msg=k)
+    assert_same_weights(run / "encoder.pt", tmp_path / "ref" / "encoder.pt")
     assert [r["step"] for r in JsonlLog(run / "log.jsonl").rows()] == list(range(1, 9))
 
 
@@ -362,3 +367,24 @@ def test_evaluate_reuses_val_predictions_only_of_the_current_model(tiny_cache, t
     assert val.read_text() != planted and json.loads(side.read_text()) == key
     val.write_text(planted)  # the current model's (its fingerprint): reused as it is
     assert evaluate_run(evaluate)["threshold_rule"].startswith("0.5")
+
+
+# --- fine-tuning ----------------------------------------------------------------------------
+
+FINETUNE = ["--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4", "--batch-size", "6",
+            "--epochs", "4", "--patience", "5", "--workers", "0", "--no-progress",
+            "--val-clips", "1", "--precision", "fp32"]
+
+
+def test_sigkill_during_finetuning_then_resume_matches(tiny_cache, tmp_path):
+    run = tmp_path / "run"
+    kill_when(["finetune", str(tiny_cache), "--out", str(run), *FINETUNE],
+              lambda: checkpoint_step(run / "checkpoint.pt", "epoch", -1) >= 0,
+              tmp_path / "finetune.log")
+    assert 0 <= checkpoint_step(run / "checkpoint.pt", "epoch", -1) < 3  # epochs finished
+    assert not (run / "model.pt").exists()
+
+    assert cli.main(["finetune", str(tiny_cache), "--out", str(run), *FINETUNE, "--resume"]) == 0
+    assert cli.main(["finetune", str(tiny_cache), "--out", str(tmp_path / "ref"), *FINETUNE]) == 0
+    assert_same_weights(run / "model.pt", tmp_path / "ref" / "model.pt")
+    assert [r["epoch"] for r in JsonlLog(run / "log.jsonl").rows()] == [0, 1, 2, 3]

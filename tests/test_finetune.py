@@ -104,3 +104,70 @@ def test_diverged_run_says_so_instead_of_crashing(tiny_cache, tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="NaN in every epoch"):
         finetune(cfg)
     assert not (tmp_path / "ft" / "model.pt").exists()
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+@pytest.mark.parametrize("head_epochs", [0, 3], ids=["full", "head-only-then-full"])
+def test_resume_after_a_crash_ends_with_the_uninterrupted_model(tiny_cache, tmp_path,
+                                                                monkeypatch, head_epochs):
+    """Killed after epoch 1 (its checkpoint written), --resume continues at epoch 2 and ends
+    with the model an uninterrupted run ends with: weights, early stopping, dropout's RNG, the
+    shuffle and augmentation generator, and the optimizer (frozen or not) all carry over."""
+    import dataclasses
+
+    import echoclr.commands.finetune as ft
+
+    cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), task="lvh",
+                         encoder="r3d_tiny", width=4, clip_len=4, batch_size=6, epochs=4,
+                         patience=5, head_epochs=head_epochs, workers=0, progress=False,
+                         val_clips=1, precision="fp32")
+    save = ft.save_checkpoint
+
+    def crash_after_epoch_1(path, **state):
+        save(path, **state)
+        if state["epoch"] == 1:
+            raise SimulatedCrash("killed after epoch 1")
+
+    monkeypatch.setattr(ft, "save_checkpoint", crash_after_epoch_1)
+    with pytest.raises(SimulatedCrash):
+        finetune(cfg)
+    monkeypatch.setattr(ft, "save_checkpoint", save)
+    assert not (tmp_path / "run" / "model.pt").exists()
+    resumed = finetune(dataclasses.replace(cfg, resume=True))
+    reference = finetune(dataclasses.replace(cfg, out=str(tmp_path / "ref")))
+    a = torch.load(resumed / "model.pt", weights_only=True)
+    b = torch.load(reference / "model.pt", weights_only=True)
+    assert a.keys() == b.keys()
+    for key in b:
+        assert torch.equal(a[key], b[key]), key
+    assert [r["epoch"] for r in JsonlLog(resumed / "log.jsonl").rows()] == [0, 1, 2, 3]
+    rows = [{k: v for k, v in r.items() if k != "time"} for r in JsonlLog(resumed /
+                                                                           "log.jsonl").rows()]
+    assert rows == [{k: v for k, v in r.items() if k != "time"}
+                    for r in JsonlLog(reference / "log.jsonl").rows()]
+    assert not (resumed / "checkpoint.pt").exists()  # removed once model.pt is written
+
+
+def test_resume_with_other_settings_is_refused(tiny_cache, tmp_path, monkeypatch):
+    import dataclasses
+
+    import echoclr.commands.finetune as ft
+    from echoclr.errors import UserError
+
+    cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), task="lvh",
+                         encoder="r3d_tiny", width=4, clip_len=4, batch_size=6, epochs=3,
+                         workers=0, progress=False, val_clips=1, precision="fp32")
+    save = ft.save_checkpoint
+
+    def crash(path, **state):
+        save(path, **state)
+        raise SimulatedCrash
+
+    monkeypatch.setattr(ft, "save_checkpoint", crash)
+    with pytest.raises(SimulatedCrash):
+        finetune(cfg)
+    with pytest.raises(UserError, match=r"checkpoint.pt.*lr.*0\.0001.*0\.01.*--resume"):
+        finetune(dataclasses.replace(cfg, resume=True, lr=0.01))

@@ -206,7 +206,7 @@ def test_label_fraction_leaving_one_class_fails_clearly(tiny_cache, tmp_path):
     manifest.to_csv(tiny_cache / "manifest.csv", index=False)
     cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",
                          encoder="r3d_tiny", width=4, workers=0, progress=False)
-    with pytest.raises(ValueError, match="label 'lvh': the training split has no positive study"):
+    with pytest.raises(ValueError, match="label 'lvh': the train split has no positive study"):
         finetune(cfg)
     assert not (tmp_path / "ft" / "model.pt").exists()
 

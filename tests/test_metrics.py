@@ -214,7 +214,8 @@ def test_evaluate_scores_reports_every_metric_from_one_set_of_resamples():
         assert report[key]["ci_low"] <= report[key]["value"] <= report[key]["ci_high"], key
     assert report["auroc"] == {k: v for k, v in significance.bootstrap_ci(
         y_true, y_score, metrics.auroc, n_resamples=200, seed=1).items()
-        if k in ("value", "ci_low", "ci_high")}
+        if k in ("value", "ci_low", "ci_high")} | {"ci_reliable": True}
+    assert report["warnings"] == []  # 200 rows of both classes, no resample skipped
     assert report["sensitivity"]["value"] == report["at_threshold"]["sensitivity"]
     assert report["at_threshold"]["threshold"] == 0.4 and report["at_0.5"]["threshold"] == 0.5
     assert (report["n"], report["n_pos"]) == (200, int(y_true.sum()))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from echoclr.commands.pretrain import PretrainConfig, pretrain
+from echoclr.errors import UserError
 from echoclr.pretraining import CollapseMonitor
 from echoclr.runs import JsonlLog
 from echoclr.weights import load_encoder
@@ -169,14 +170,19 @@ def test_device_under_torchrun_gets_the_process_index(monkeypatch):
 
     env = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4"}
     assert torchrun_local_rank(env) == 1 and torchrun_local_rank({}) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with 4 GPUs
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert pick_device("cuda", local_rank=torchrun_local_rank(env)) == torch.device("cuda", 1)
     assert pick_device("cuda:0", local_rank=1) == torch.device("cuda", 0)  # explicit index kept
     assert pick_device("cuda") == torch.device("cuda")  # one process: as given
     assert pick_device("cpu", local_rank=1) == torch.device("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto", local_rank=2) == torch.device("cuda", 2)
+    with pytest.raises(UserError, match="--device cuda:4: this machine has 4 CUDA GPU"):
+        pick_device("cuda:4")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert pick_device("auto", local_rank=2) == torch.device("cpu")
+    with pytest.raises(UserError, match="--device cuda: no CUDA GPU"):
+        pick_device("cuda")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert torchrun_local_rank() == 1

@@ -8,14 +8,17 @@ Only the chosen command's module (``echoclr.commands.NAME``) is imported. No log
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import difflib
 import importlib
-import json
+import importlib.metadata
 import sys
 import tomllib
 import typing
 from pathlib import Path
 
+from echoclr.errors import UserError
 from echoclr.options import help_text
 
 # command → (config class, function, positional fields, summary); module echoclr.commands.NAME
@@ -91,11 +94,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) ->
                                 help=f"{text} {given}")
 
 
+def _read_toml(path: str) -> dict:
+    """A ``--config-file``; a missing or malformed file is the user's to fix."""
+    if not Path(path).is_file():
+        raise UserError(f"--config-file {path}: the file does not exist")
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise UserError(f"{path}: not valid TOML ({err})") from err
+
+
 def config_from_args(cls, args: argparse.Namespace):
-    """Defaults ← --config TOML ← flags."""
+    """Defaults ← --config TOML ← flags.
+
+    Raises:
+        UserError: an unreadable config file, a setting the command does not have (naming the
+            file and the closest setting), or a required setting not given.
+    """
     values = {}
     if getattr(args, "config_file", None):
-        values.update(tomllib.loads(Path(args.config_file).read_text()))
+        values.update(_read_toml(args.config_file))
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         v = getattr(args, f.name, None)
@@ -104,13 +122,17 @@ def config_from_args(cls, args: argparse.Namespace):
     for name, v in list(values.items()):
         if typing.get_origin(hints.get(name)) is tuple and isinstance(v, list):
             values[name] = tuple(v)
-    unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
-    if unknown:
-        raise SystemExit(f"unknown settings: {sorted(unknown)}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:  # flags are generated from the fields, so only a config file has others
+        close = {k: difflib.get_close_matches(k, names, n=1) for k in unknown}
+        hints = "".join(f"; {k}: did you mean {c[0]}?" for k, c in close.items() if c)
+        raise UserError(f"{args.config_file}: unknown setting(s) {', '.join(unknown)}{hints} "
+                        f"(settings of echoclr {args.command}: {', '.join(names)})")
     missing = [f"--{f.name.replace('_', '-')}" for f in dataclasses.fields(cls)
                if _required(f) and f.name not in values]
     if missing:
-        raise SystemExit(f"missing required setting(s): {', '.join(missing)}")
+        raise UserError(f"missing required setting(s): {', '.join(missing)}")
     return cls(**values)
 
 
@@ -119,6 +141,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     built (the others stay bare entries), so `echoclr --help` and each command start fast."""
     parser = argparse.ArgumentParser(
         prog="echoclr", description="Label-efficient echocardiography with EchoCLR pretraining.")
+    parser.add_argument("--version", action="version", version=f"echoclr {_version()}")
+    parser.add_argument("--debug", action="store_true",
+                        help="Show the traceback of a user error instead of its one line.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (cls_name, _, positional, summary) in COMMANDS.items():
         summary = summary.replace("%", "%%")  # argparse formats help with %
@@ -130,15 +155,64 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("echoclr")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        from echoclr import __version__
+
+        return __version__
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; exit status 0, 1 (some inputs skipped) or 2 (a user error, printed as
+    one line on stderr: ``echoclr COMMAND: error: MESSAGE``)."""
     argv = sys.argv[1:] if argv is None else argv
-    # The command is the first word (the top-level parser has no options besides --help).
+    # The command is the first word (the top-level options are flags without values).
     command = next((a for a in argv if not a.startswith("-")), "")
     args = build_parser(command).parse_args(argv)
     cls_name, fn_name, _, _ = COMMANDS[args.command]
     module = command_module(args.command)
-    cfg = config_from_args(getattr(module, cls_name), args)
-    return _report(args.command, getattr(module, fn_name)(cfg))
+    try:
+        cfg = config_from_args(getattr(module, cls_name), args)
+        with _removed_if_left_empty(getattr(cfg, "out", None)):
+            result = getattr(module, fn_name)(cfg)
+    except Exception as err:
+        if args.debug or not is_user_error(err):
+            raise
+        print(f"echoclr {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    return _report(args.command, result)
+
+
+def is_user_error(err: Exception) -> bool:
+    """A mistake the user can fix: :class:`~echoclr.errors.UserError`, a bad manifest or video,
+    or a missing file that echoclr itself reported (its message names the path; an OS error
+    from deep inside, with an errno, is a bug and keeps its traceback)."""
+    from echoclr.data.manifest import ManifestError
+    from echoclr.data.video_types import VideoReadError
+
+    if isinstance(err, FileNotFoundError):
+        return err.errno is None
+    return isinstance(err, (UserError, ManifestError, VideoReadError))
+
+
+def one_line(err: Exception) -> str:
+    """The message on one line (a manifest's problems joined by semicolons)."""
+    lines = [line.strip().removeprefix("- ") for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:1] + ["; ".join(lines[1:])]).strip()
+
+
+@contextlib.contextmanager
+def _removed_if_left_empty(out: str | None):
+    """On failure, remove the output folder a command created and left empty."""
+    created = out is not None and not Path(out).exists()
+    try:
+        yield
+    except BaseException:
+        if created and Path(out).is_dir() and not any(Path(out).iterdir()):
+            Path(out).rmdir()
+        raise
 
 
 def _report(command: str, result) -> int:
@@ -155,11 +229,17 @@ def _report(command: str, result) -> int:
         print(f"predictions: {result}" + (f" ({failed} videos could not be scored)" if failed else ""))
         return 1 if failed else 0
     if command == "evaluate":
-        s = result["study"]["auroc"]
-        print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}]")
+        s, n = result["study"]["auroc"], result["study"]["n"]
+        flag = "" if s["ci_reliable"] else "; the interval is unreliable, see the warnings"
+        print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
+              f"({n} studies{flag})")
+        for warning in result["warnings"]:
+            print(f"warning: {warning}")
         return 0
     if command == "compare":
-        print(json.dumps(result, indent=2, default=float))
+        from echoclr.valid_json import json_text
+
+        print(json_text(result))
         return 0
     if result is not None:
         print(result)

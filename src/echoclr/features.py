@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from echoclr.atomic import atomic_write_bytes, atomic_write_text
+from echoclr.atomic import atomic_write_bytes
 from echoclr.data.cache import VideoCache
 from echoclr.inference import clip_average_videos
 from echoclr.runs import resolve_precision
+from echoclr.valid_json import json_text, write_json
 
 
 def encoder_fingerprint(encoder: nn.Module) -> str:
@@ -65,7 +65,7 @@ def clip_features(encoder: nn.Module, cache: VideoCache, rows: pd.DataFrame, *, 
     key = {"encoder": encoder_fingerprint(encoder), "cache": cache_fingerprint(cache),
            "clip_len": clip_len, "period": period, "clips": clips,
            "precision": resolve_precision(precision, device)}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    name = hashlib.sha256(json_text(key, indent=None, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(store) / f"{name}.npz"
     if path.is_file():
         data = np.load(path)
@@ -78,8 +78,7 @@ def clip_features(encoder: nn.Module, cache: VideoCache, rows: pd.DataFrame, *, 
         np.savez(buffer, path=paths, h=h)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(path, buffer.getvalue())
-        atomic_write_text(path.with_suffix(".json"), json.dumps(key | {"n_videos": len(paths)},
-                                                                indent=2))
+        write_json(path.with_suffix(".json"), key | {"n_videos": len(paths)})
     index = pd.Series(np.arange(len(paths)), index=paths)
     missing = set(rows["path"]) - set(index.index)
     if missing:

@@ -1,22 +1,27 @@
 """One fine-tuning step and epoch, as in Holste et al. 2024: class-weighted BCE on smoothed
 targets, Adam with the head at ``lr`` and the encoder at ``lr * encoder_lr_scale``, head-only
 epochs or a linear probe with the encoder frozen, and early stopping after exactly ``patience``
-epochs without a better validation measure (the loss, or the AUROC negated).
+epochs without a better validation measure (the loss, or the AUROC negated); the checkpoint
+a killed run resumes from.
 
 ``cfg`` is the finetune command's config (:class:`echoclr.commands.finetune.FinetuneConfig`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
+from echoclr.errors import UserError
 from echoclr.losses import smoothed_bce
 from echoclr.models import Classifier
 from echoclr.runs import autocast
+from echoclr.weights import atomic_torch_save, load_weights
 
 
 class EarlyStopping:
@@ -37,6 +42,13 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.bad_epochs = (state["best"], state["best_epoch"],
+                                                       state["bad_epochs"])
 
 
 def param_groups(model: Classifier, cfg, *, frozen: bool) -> list[dict]:
@@ -91,3 +103,48 @@ def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, st
         if cfg.max_steps and step >= cfg.max_steps:
             break
     return losses, step
+
+
+# --- resume ------------------------------------------------------------------------------------
+# RUN/checkpoint.pt, written after every epoch, holds everything the next epoch depends on; the
+# data order and augmentation come from the loader's generator and the clips from (seed, epoch,
+# index), so a resumed run ends with the weights of an uninterrupted one.
+CHECKPOINT = "checkpoint.pt"
+NOT_RESUMED = ("resume", "progress", "workers", "device")  # settings that may change on resume
+
+
+def resume_settings(cfg) -> dict:
+    """The settings a checkpoint must have been written with to be resumed under ``cfg``."""
+    return {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_RESUMED}
+
+
+def save_checkpoint(path: Path, *, model: Classifier, optimizer, epoch: int, step: int,
+                    stopper: EarlyStopping, best_state: dict | None,
+                    generator: torch.Generator, settings: dict) -> None:
+    """Write the state after the finished ``epoch`` (atomically: a kill leaves the last one)."""
+    rng = {"cpu": torch.get_rng_state(), "generator": generator.get_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                       "epoch": epoch, "step": step, "stopper": stopper.state_dict(),
+                       "best_state": best_state, "rng": rng, "settings": settings}, path)
+
+
+def load_checkpoint(path: Path, *, settings: dict, generator: torch.Generator) -> dict:
+    """Read a checkpoint and restore the random state it holds (global and ``generator``).
+
+    Raises:
+        UserError: naming the settings that differ from the checkpoint's.
+    """
+    state = load_weights(path)
+    differ = {k: (state["settings"].get(k), v) for k, v in settings.items()
+              if state["settings"].get(k) != v}
+    if differ:
+        listed = "; ".join(f"{k}: {old!r} then, {new!r} now" for k, (old, new) in differ.items())
+        raise UserError(f"{path}: written with other settings ({listed}); --resume with the "
+                        "same settings, or start afresh without --resume")
+    torch.set_rng_state(state["rng"]["cpu"])
+    generator.set_state(state["rng"]["generator"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    return state

@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torchvision.models import video as tv_video
 
+from echoclr.errors import UserError
+
 TORCHVISION_ENCODERS = {
     "r3d_18": (tv_video.r3d_18, tv_video.R3D_18_Weights.KINETICS400_V1),
     "r2plus1d_18": (tv_video.r2plus1d_18, tv_video.R2Plus1D_18_Weights.KINETICS400_V1),
@@ -79,10 +81,11 @@ def build_encoder(name: str = "r3d_18", *, kinetics_state: Mapping | None = None
     """
     if name == "r3d_tiny":
         if kinetics_state is not None:
-            raise ValueError("r3d_tiny has no Kinetics-400 weights")
+            raise UserError("r3d_tiny has no Kinetics-400 weights: use --init random or a "
+                            "pretraining encoder.pt, or a torchvision encoder")
         return TinyR3D(width)
     if name not in TORCHVISION_ENCODERS:
-        raise ValueError(f"unknown encoder {name!r}; choose from {ENCODERS}")
+        raise UserError(f"unknown encoder {name!r}; choose from {ENCODERS}")
     model = TORCHVISION_ENCODERS[name][0](weights=None)
     if kinetics_state is not None:
         model.load_state_dict(kinetics_state, strict=True)

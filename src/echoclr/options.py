@@ -39,3 +39,30 @@ def precision_opt():
 
 def device_opt():
     return opt("auto", "auto (CUDA when available), cpu, cuda or cuda:N.")
+
+
+# Spellings of "every view": TOML has no null, and `--view None` reaches a config as a string.
+ALL_VIEWS = ("all", "any", "none", "")
+
+
+def view_of(value: str | None) -> str | None:
+    """An echo view setting, stripped; None (every view) for None or any of :data:`ALL_VIEWS`
+    in any case. Views are matched case-insensitively (:meth:`echoclr.data.cache.VideoCache.rows`).
+    """
+    if value is None or value.strip().casefold() in ALL_VIEWS:
+        return None
+    return value.strip()
+
+
+def view_opt(default: str, text: str = "Use the videos of this echo view only (PLAX, A4C …, "
+                                       "in any case); all: every view."):
+    """The ``view`` field; its config normalises it with :func:`view_of` in ``__post_init__``."""
+    return opt(default, text)
+
+
+class ViewSetting:
+    """Base of the configs with a ``view`` field: normalised by :func:`view_of` when made, so
+    the CLI, TOML files and Python callers all spell every view the same way."""
+
+    def __post_init__(self):
+        object.__setattr__(self, "view", view_of(self.view))

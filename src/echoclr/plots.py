@@ -32,17 +32,28 @@ def _save(fig: Figure, out_png) -> Path:
     return out_png
 
 
-def plot_roc(curves: Mapping[str, tuple], out_png, title: str = "ROC") -> Path:
-    """One ROC line per named ``(y_true, y_score)``, AUROC in the legend, chance diagonal.
+def _legend(name: str, metric: str, value: float, n: int, ci: tuple | None) -> str:
+    """``name (AUROC 0.742)``, or with its interval ``name — n=210, AUROC 0.74 [0.68, 0.80]``."""
+    if ci is None:
+        return f"{name} ({metric} {value:.3f})"
+    return f"{name} — n={n}, {metric} {value:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def plot_roc(curves: Mapping[str, tuple], out_png, title: str = "ROC", *,
+             cis: Mapping[str, tuple] | None = None) -> Path:
+    """One ROC line per named ``(y_true, y_score)``, AUROC in the legend (with n and the CI
+    ``cis[name]`` = (low, high) when given), chance diagonal.
 
     Returns:
         The path written.
     """
+    cis = cis or {}
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
     for name, (y_true, y_score) in curves.items():
         fpr, tpr, _ = roc_curve(y_true, y_score)
-        ax.plot(fpr, tpr, label=f"{name} (AUROC {roc_auc_score(y_true, y_score):.3f})")
+        ax.plot(fpr, tpr, label=_legend(name, "AUROC", roc_auc_score(y_true, y_score),
+                                        len(y_true), cis.get(name)))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title,
            xlabel="1 - specificity (false-positive rate)", ylabel="Sensitivity")
@@ -50,26 +61,79 @@ def plot_roc(curves: Mapping[str, tuple], out_png, title: str = "ROC") -> Path:
     return _save(fig, out_png)
 
 
-def plot_pr(curves: Mapping[str, tuple], out_png, title: str = "Precision-recall") -> Path:
+def plot_pr(curves: Mapping[str, tuple], out_png, title: str = "Precision-recall", *,
+            cis: Mapping[str, tuple] | None = None) -> Path:
     """One precision-recall step line per named ``(y_true, y_score)``, average precision in the
-    legend, and each distinct prevalence as the no-skill baseline.
+    legend (with n and the CI ``cis[name]`` when given), and each distinct prevalence as the
+    no-skill baseline.
 
     Returns:
         The path written.
     """
+    cis = cis or {}
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
     prevalences = set()
     for name, (y_true, y_score) in curves.items():
         precision, recall, _ = precision_recall_curve(y_true, y_score)
         ap = average_precision_score(y_true, y_score)
-        ax.step(recall, precision, where="post", label=f"{name} (AP {ap:.3f})")
+        ax.step(recall, precision, where="post",
+                label=_legend(name, "AP", ap, len(y_true), cis.get(name)))
         prevalences.add(round(float(np.mean(y_true)), 4))
     for prevalence in sorted(prevalences):
         ax.axhline(prevalence, ls="--", color="grey", lw=1, label=f"prevalence {prevalence:.3f}")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), aspect="equal", title=title,
            xlabel="Recall (sensitivity)", ylabel="Precision (PPV)")
     ax.legend(loc="best", fontsize="small")
+    return _save(fig, out_png)
+
+
+def calibration_figure(y_true, y_score, *, bins: int = 10,
+                       title: str = "Reliability (calibration)") -> Figure:
+    """Observed frequency of positives against mean predicted probability in ``bins`` equal
+    bins of [0, 1] (scikit-learn's ``calibration_curve`` binning: a score on an edge goes to
+    the lower bin), each point labelled with its count, over a bar chart of the counts.
+    """
+    y_true, y_score = np.asarray(y_true, float), np.asarray(y_score, float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.searchsorted(edges[1:-1], y_score)
+    counts = np.bincount(which, minlength=bins)
+    filled = counts > 0
+    predicted = np.bincount(which, weights=y_score, minlength=bins)[filled] / counts[filled]
+    observed = np.bincount(which, weights=y_true, minlength=bins)[filled] / counts[filled]
+    fig = Figure(figsize=(5, 6), layout="constrained")
+    ax, ax_counts = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="perfectly calibrated")
+    ax.plot(predicted, observed, marker="o", label="model")
+    for x, y, n in zip(predicted, observed, counts[filled]):
+        ax.annotate(str(n), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1), title=title, ylabel="Observed frequency of positives")
+    ax.legend(loc="upper left", fontsize="small")
+    ax_counts.bar(edges[:-1], counts, width=1 / bins, align="edge", color="C0", alpha=0.5,
+                  edgecolor="white")
+    ax_counts.set(xlabel="Predicted probability", ylabel="Count")
+    return fig
+
+
+def confusion_figure(y_true, y_score, *, threshold: float, title: str = "Confusion") -> Figure:
+    """The 2 x 2 confusion matrix of ``y_score >= threshold`` (rows: true 0, 1; columns:
+    predicted 0, 1), counts written in the cells."""
+    y_true, called = np.asarray(y_true) == 1, np.asarray(y_score) >= threshold
+    matrix = np.array([[np.sum(~y_true & ~called), np.sum(~y_true & called)],
+                       [np.sum(y_true & ~called), np.sum(y_true & called)]])
+    fig = Figure(figsize=(4, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(matrix, cmap="Blues", vmin=0)
+    for (row, col), n in np.ndenumerate(matrix):
+        ax.text(col, row, str(n), ha="center", va="center",
+                color="white" if n > matrix.max() / 2 else "black")
+    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
+           xlabel="Predicted", ylabel="True", title=f"{title} (threshold {threshold:.3g})")
+    return fig
+
+
+def save_figure(fig: Figure, out_png) -> Path:
+    """Save a figure of this module as a PNG; returns the path written."""
     return _save(fig, out_png)
 
 

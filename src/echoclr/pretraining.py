@@ -25,6 +25,7 @@ import torch
 from echoclr.data.transforms import (
     MAX_REORDER_CLIP_LEN, augment_clips, minmax_scale, permute_frames, to_model_input,
 )
+from echoclr.errors import UserError
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.runs import autocast
 
@@ -84,26 +85,26 @@ def plan_of(cfg) -> PretrainPlan:
     use, and a clip length the reordering head cannot have.
 
     Raises:
-        ValueError: naming the setting (as its flag) and what it may be.
+        UserError: naming the setting (as its flag) and what it may be.
     """
     if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS}")
+        raise UserError(f"--method {cfg.method}: unknown method {cfg.method!r}; choose from {METHODS}")
     if cfg.reorder_input not in REORDER_INPUTS:
-        raise ValueError(f"reorder_input must be one of {REORDER_INPUTS}, "
+        raise UserError(f"reorder_input (--reorder-input) must be one of {REORDER_INPUTS}, "
                          f"got {cfg.reorder_input!r}")
     reorders = cfg.method == "echoclr"
     for name, used in (("reorder_warmup_steps", cfg.reorder_warmup_steps != 0),
                        ("reorder_input", cfg.reorder_input != "shared")):
         if used and not reorders:
-            raise ValueError(f"{name}={getattr(cfg, name)!r} needs method 'echoclr' (frame "
+            raise UserError(f"{name}={getattr(cfg, name)!r} needs method 'echoclr' (frame "
                              f"reordering), not {cfg.method!r}")
     if reorders and not 2 <= cfg.clip_len <= MAX_REORDER_CLIP_LEN:
-        raise ValueError(f"--clip-len {cfg.clip_len}: frame reordering (method echoclr) "
+        raise UserError(f"--clip-len {cfg.clip_len}: frame reordering (method echoclr) "
                          f"classifies clip_len! orderings and needs 2 <= clip_len <= "
                          f"{MAX_REORDER_CLIP_LEN} ({MAX_REORDER_CLIP_LEN}! = "
                          f"{math.factorial(MAX_REORDER_CLIP_LEN)} classes)")
     if cfg.clip_len < 1:
-        raise ValueError(f"--clip-len {cfg.clip_len}: a clip needs at least one frame")
+        raise UserError(f"--clip-len {cfg.clip_len}: a clip needs at least one frame")
     reordering = Reordering(math.factorial(cfg.clip_len), cfg.reorder_weight,
                             separate_input=cfg.reorder_input == "separate",
                             warmup_steps=cfg.reorder_warmup_steps) if reorders else None

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import dataclasses
+import functools
 import json
+import math
 import os
 import random
 import time
@@ -15,21 +16,76 @@ import numpy as np
 import torch
 
 from echoclr.atomic import atomic_write_text
+from echoclr.errors import UserError
+from echoclr.valid_json import json_text, write_json
+from echoclr.weights import file_sha256
 
 
-# A run folder holds the outputs of one model. Files derived from the model that a later command
-# may reuse carry its fingerprint (the SHA-256 of model.pt) in a JSON sidecar, and their readers
-# recompute them when it is not the current model's; writing a new model clears them too.
+# A run folder holds the outputs of one model. Files derived from the model carry its
+# fingerprint (the SHA-256 of model.pt) in a JSON sidecar: readers that may reuse them recompute
+# them when it is not the current model's, readers that cannot (compare) refuse them; writing a
+# new model clears them, in the run folder and in its split subfolders (RUN/test …).
 VAL_STUDIES = "val_study_predictions.csv"  # evaluate's validation studies (its threshold)
-MODEL_DERIVED = (VAL_STUDIES,)
+STUDY_PREDICTIONS = "study_predictions.csv"  # evaluate's study scores (compare reads them)
+EVALUATION_OUTPUTS = ("predictions.csv", STUDY_PREDICTIONS, "metrics.json", "roc.png", "pr.png",
+                      "calibration.png", "confusion.png")  # what evaluate writes
+MODEL_DERIVED = (VAL_STUDIES, *EVALUATION_OUTPUTS)
 
 
 def clear_model_outputs(run_dir: str | Path) -> None:
-    """Remove what a run folder holds derived from its previous model (and their sidecars)."""
-    for name in MODEL_DERIVED:
-        path = Path(run_dir) / name
-        path.unlink(missing_ok=True)
-        path.with_suffix(".json").unlink(missing_ok=True)
+    """Remove what a run folder holds derived from its previous model (and the sidecars), in
+    the folder and in each subfolder without a model of its own (evaluate's ``--out RUN/test``);
+    a subfolder left empty goes too."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return
+    subfolders = [d for d in run_dir.iterdir() if d.is_dir() and not (d / "model.pt").exists()]
+    for folder in (run_dir, *subfolders):
+        for name in MODEL_DERIVED:
+            path = folder / name
+            path.unlink(missing_ok=True)
+            if path.suffix == ".csv":
+                path.with_suffix(".json").unlink(missing_ok=True)
+        if folder != run_dir and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def model_stamp(model: str | Path, folder: str | Path) -> dict:
+    """What an output written into ``folder`` from ``model`` (a model.pt) carries: the model's
+    fingerprint and its path relative to ``folder``."""
+    return {"model_sha256": file_sha256(model), "model": os.path.relpath(model, folder)}
+
+
+def read_current(path: str | Path) -> str:
+    """The text of a model-derived file (e.g. ``study_predictions.csv``) whose sidecar's
+    fingerprint is that of the model it names, as that model is now.
+
+    Raises:
+        UserError: the file is absent, carries no fingerprint, or comes from another model;
+            naming the file and the evaluate command that writes it anew.
+    """
+    path = Path(path)
+    side = path.with_suffix(".json")
+    stamp = json.loads(side.read_text()) if side.is_file() else {}
+    folder = path.parent
+    if "model" in stamp:
+        model = folder / stamp["model"]
+    else:  # a run folder, or a split subfolder of one (RUN/test)
+        model = next((m for m in (folder / "model.pt", folder.parent / "model.pt")
+                      if m.is_file()), folder / "model.pt")
+    run = model.parent
+    again = f"echoclr evaluate {run}" + ("" if folder.resolve() == run.resolve() else
+                                         f" --split {stamp.get('split', folder.name)} "
+                                         f"--out {folder}")
+    if not path.is_file():
+        raise UserError(f"{path}: not found; run `{again}` first")
+    if "model_sha256" not in stamp:
+        raise UserError(f"{path}: carries no model fingerprint ({side.name} is missing), so it "
+                        f"may come from another model than {model}; re-run {again}")
+    if not model.is_file() or file_sha256(model) != stamp["model_sha256"]:
+        now = "is gone" if not model.is_file() else "has been replaced since"
+        raise UserError(f"{path}: written from another model: {model} {now}; re-run {again}")
+    return path.read_text()
 
 
 def read_derived(path: str | Path, key: dict) -> str | None:
@@ -46,13 +102,13 @@ def write_derived(path: str | Path, text: str, key: dict) -> None:
     """Write a model-derived file and its sidecar ``key`` (for :func:`read_derived`)."""
     path = Path(path)
     atomic_write_text(path, text)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(key, indent=2))
+    write_json(path.with_suffix(".json"), key)
 
 
 def write_config(cfg, run_dir: str | Path, extra: dict | None = None) -> dict:
     """Write ``config.json`` (the resolved dataclass plus ``extra``) and return it as a dict."""
     data = dataclasses.asdict(cfg) | (extra or {})
-    atomic_write_text(Path(run_dir) / "config.json", json.dumps(data, indent=2, default=str))
+    write_json(Path(run_dir) / "config.json", data, default=str)
     return data
 
 
@@ -65,18 +121,20 @@ class JsonlLog:
     def write(self, **row) -> None:
         if self.enabled:
             with open(self.path, "a") as f:
-                f.write(json.dumps({"time": round(time.time(), 3)} | row) + "\n")
+                f.write(json_text({"time": round(time.time(), 3)} | row, indent=None) + "\n")
 
     def rows(self) -> list[dict]:
         """Logged rows; a torn last line (the writer died mid-append, or the disk filled) is
-        dropped, so a resumed run re-logs that step instead of failing to read the log."""
+        dropped, so a resumed run re-logs that step instead of failing to read the log. A value
+        written as null (it was not a number) reads back as NaN."""
         if not self.path.is_file():
             return []
         lines = [line for line in self.path.read_text().splitlines() if line.strip()]
         rows = []
         for k, line in enumerate(lines):
             try:
-                rows.append(json.loads(line))
+                rows.append({key: math.nan if value is None else value
+                             for key, value in json.loads(line).items()})
             except json.JSONDecodeError:
                 if k < len(lines) - 1:  # damage before the end is not a torn append: say so
                     raise ValueError(f"{self.path}: line {k + 1} is not JSON: {line[:80]!r}")
@@ -86,7 +144,7 @@ class JsonlLog:
         """Drop rows logged after ``step`` (a resumed run re-logs them)."""
         if self.enabled and self.path.is_file():
             keep = [r for r in self.rows() if r.get("step", 0) <= step]
-            atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
+            atomic_write_text(self.path, "".join(json_text(r, indent=None) + "\n" for r in keep))
 
 
 def seed_everything(seed: int) -> None:
@@ -154,10 +212,23 @@ def pick_device(name: str = "auto", *, local_rank: int | None = None) -> torch.d
     Under torchrun (``local_rank`` given, see :func:`echoclr.distributed.torchrun_local_rank`)
     a CUDA device without an index is this process's own GPU, ``cuda:LOCAL_RANK``; an explicit
     index is kept.
+
+    Raises:
+        UserError: for a device this process does not have (``cuda`` without a GPU).
     """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"--device {name}: not a device ({err}); use auto, cpu, cuda or "
+                        "cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available to this process "
+                        "(torch.cuda.is_available() is False); use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA "
+                        "GPU(s), numbered from cuda:0")
     if device.type == "cuda" and device.index is None and local_rank is not None:
         device = torch.device("cuda", local_rank)
     return device

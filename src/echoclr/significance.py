@@ -18,6 +18,35 @@ from echoclr.metrics import (
 
 CI_METRICS = ("auroc", "auprc", "balanced_accuracy", "sensitivity", "specificity", "f1")
 _MAX_WEIGHT_CELLS = 4_000_000  # resamples x rows held at once (32 MB of float64)
+# A percentile interval from fewer studies of a class, or from resamples of which more were
+# skipped (they held one class), is flagged beside its number.
+MIN_PER_CLASS = 10
+MAX_SKIPPED_SHARE = 0.05
+
+
+def interval_warnings(n_pos: int, n_neg: int, n_resamples: int, n_skipped: int, *,
+                      unit: str = "studies") -> list[str]:
+    """Why a bootstrap interval over ``n_pos`` positive and ``n_neg`` negative units is not to
+    be trusted: too few of a class (< :data:`MIN_PER_CLASS`), or too many resamples skipped
+    (> :data:`MAX_SKIPPED_SHARE`); empty when neither."""
+    found = []
+    if min(n_pos, n_neg) < MIN_PER_CLASS:
+        found.append(f"only {n_pos} positive and {n_neg} negative {unit} (fewer than "
+                     f"{MIN_PER_CLASS} of a class): the 95 % intervals are unreliable")
+    if n_skipped > MAX_SKIPPED_SHARE * n_resamples:
+        found.append(f"{n_skipped} of {n_resamples} bootstrap resamples "
+                     f"({100 * n_skipped / n_resamples:.0f} %) held one class and were skipped "
+                     f"(over {100 * MAX_SKIPPED_SHARE:.0f} %): the 95 % intervals are unreliable")
+    return found
+
+
+def class_counts(y: np.ndarray, clusters=None) -> tuple[int, int]:
+    """Positive and negative units: rows, or clusters (each cluster's rows share one label)."""
+    if clusters is not None:
+        _, first = np.unique(np.asarray(clusters), return_index=True)
+        y = y[first]
+    n_pos = int(np.sum(y == 1))
+    return n_pos, len(y) - n_pos
 
 
 def _resample_weights(n_rows: int, clusters, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
@@ -193,10 +222,11 @@ def evaluate_scores(y_true, y_score, *, threshold: float | None = None, n_resamp
         n_resamples, seed, clusters, alpha: as in :func:`bootstrap_ci`.
 
     Returns:
-        ``{metric: {"value", "ci_low", "ci_high"}}`` for auroc, auprc (average precision),
-        balanced_accuracy, sensitivity, specificity, f1 (the last four at ``threshold``);
-        ``at_threshold`` and ``at_0.5``: :func:`threshold_metrics`; n, n_pos, n_resamples,
-        n_skipped, seed.
+        ``{metric: {"value", "ci_low", "ci_high", "ci_reliable"}}`` for auroc, auprc (average
+        precision), balanced_accuracy, sensitivity, specificity, f1 (the last four at
+        ``threshold``); ``at_threshold`` and ``at_0.5``: :func:`threshold_metrics`; n, n_pos,
+        n_resamples, n_skipped, seed; ``warnings``: :func:`interval_warnings` (units: clusters
+        when given). ``ci_reliable`` is False under a warning or without an interval.
     """
     y, s = check_scores(y_true, y_score)
     threshold = 0.5 if threshold is None else float(threshold)
@@ -209,10 +239,12 @@ def evaluate_scores(y_true, y_score, *, threshold: float | None = None, n_resamp
     samples, n_skipped = _bootstrap(y, statistic, n_resamples, seed, clusters)
     at_threshold = threshold_metrics(y, s, threshold)
     point = {"auroc": auroc(y, s), "auprc": average_precision(y, s), **at_threshold}
+    warnings = interval_warnings(*class_counts(y, clusters), n_resamples, n_skipped)
     out: dict = {}
     for key in CI_METRICS:
         low, high = _percentiles(samples.get(key), alpha)
-        out[key] = {"value": point[key], "ci_low": low, "ci_high": high}
+        out[key] = {"value": point[key], "ci_low": low, "ci_high": high,
+                    "ci_reliable": not warnings and bool(np.isfinite([low, high]).all())}
     return out | {"at_threshold": at_threshold, "at_0.5": threshold_metrics(y, s, 0.5),
                   "n": len(y), "n_pos": int(y.sum()), "n_resamples": n_resamples,
-                  "n_skipped": n_skipped, "seed": seed}
+                  "n_skipped": n_skipped, "seed": seed, "warnings": warnings}

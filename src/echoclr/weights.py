@@ -15,8 +15,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.atomic import atomic_write
+from echoclr.errors import UserError
 from echoclr.models import TORCHVISION_ENCODERS, Classifier, build_encoder
+from echoclr.valid_json import write_json
 
 
 def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict:
@@ -26,12 +28,12 @@ def load_weights(path: str | Path, *, map_location: str | torch.device = "cpu") 
     untrusted source, say) is refused before anything in it is called.
 
     Raises:
-        ValueError: naming the file, when it holds pickled objects other than tensors.
+        UserError: naming the file, when it holds pickled objects other than tensors.
     """
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(
+        raise UserError(
             f"{path}: refused to load: it carries pickled Python objects besides tensors, and "
             "unpickling them could run code; only plain state dicts are read") from err
 
@@ -93,8 +95,12 @@ def kinetics_encoder(name: str, path: str | Path | None = None) -> nn.Module:
 
 def _sidecar(path: Path, what: str) -> dict:
     side = path.with_suffix(".json")
-    if not path.is_file() or not side.is_file():
-        raise FileNotFoundError(f"{path}: no {what} (need {path.name} and {side.name})")
+    if not path.is_file():
+        raise UserError(f"{path}: the file does not exist (a {what} is {path.name} and its "
+                        f"sidecar {side.name})")
+    if not side.is_file():
+        raise UserError(f"{path}: its sidecar {side.name} is missing, so the {what} cannot be "
+                        f"rebuilt; copy it from where {path.name} was written")
     return json.loads(side.read_text())
 
 
@@ -102,7 +108,7 @@ def save_encoder(encoder: nn.Module, path: str | Path, meta: dict) -> None:
     """Write encoder weights (tensors only) and a JSON sidecar, both atomically."""
     path = Path(path)
     atomic_torch_save(encoder.state_dict(), path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    write_json(path.with_suffix(".json"), meta)
 
 
 def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
@@ -112,7 +118,7 @@ def load_encoder(path: str | Path) -> tuple[nn.Module, dict]:
         ValueError: naming missing and unexpected keys when the file does not fit the encoder.
     """
     path = Path(path)
-    meta = _sidecar(path, "encoder sidecar (encoder name, width)")
+    meta = _sidecar(path, "pretrained encoder")
     state = load_weights(path)
     encoder = build_encoder(meta["encoder"], width=meta["width"])
     load_strict(encoder, state, source=path)
@@ -123,7 +129,7 @@ def save_classifier(model: Classifier, run: str | Path, meta: dict) -> Path:
     """Write ``model.pt`` (tensors only) and ``model.json`` into a run folder; returns model.pt."""
     path = Path(run) / "model.pt"
     atomic_torch_save(model.state_dict(), path)
-    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
+    write_json(path.with_suffix(".json"), meta, default=str)
     return path
 
 

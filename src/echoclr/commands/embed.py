@@ -7,31 +7,35 @@ fine-tuned model or a pretraining encoder.pt.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.atomic import atomic_write
 from echoclr.data.cache import VideoCache
 from echoclr.data.preprocess import check_compatible, preprocessing_of
+from echoclr.data.selection import check_view
+from echoclr.errors import UserError
 from echoclr.inference import clip_average_videos
 from echoclr.metrics import aggregate_by_study
-from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
 from echoclr.runs import pick_device
+from echoclr.valid_json import write_json
 from echoclr.weights import load_any_encoder
 
 
 @dataclass(frozen=True)
-class EmbedConfig:
+class EmbedConfig(ViewSetting):
     model: str = opt("", "Fine-tuning run folder or its model.pt, or a pretraining encoder.pt "
                          "or its run folder.")
     cache: str = cache_opt()
     out: str = opt("embeddings.npz", "Output file, .npz or .parquet; the PCA plot (.png) and a "
                                      ".json go beside it.")
     split: str | None = opt(None, "Embed only this split; None: every video of the cache.")
+    view: str | None = view_opt("all", "Embed only the videos of this echo view (in any case); "
+                                       "all: every view.")
     label: str | None = opt(None, "Manifest column that colours the plot; None: the model's "
                                   "task.")
     clips: int = opt(4, "Evenly spaced clips per video, whose features are averaged.")
@@ -43,7 +47,7 @@ class EmbedConfig:
 def _label_column(cfg: EmbedConfig, meta: dict, manifest: pd.DataFrame) -> str | None:
     if cfg.label is not None:
         if cfg.label not in manifest.columns:
-            raise ValueError(f"{cfg.cache}: manifest has no column {cfg.label!r} to colour by "
+            raise UserError(f"{cfg.cache}: manifest has no column {cfg.label!r} to colour by "
                              f"(columns: {list(manifest.columns)})")
         return cfg.label
     task = meta.get("task")
@@ -65,9 +69,11 @@ def embed(cfg: EmbedConfig) -> Path:
     check_compatible(preprocessing_of(meta, cfg.model), cache.preprocessing,
                      expected_from=cfg.model, found_from=cache.config_path,
                      fix="embed a cache ingested with the model's settings")
-    rows = cache.rows(cfg.split)
+    check_view(cache, cfg.view)
+    rows = cache.rows(cfg.split, cfg.view)
     if rows.empty:
-        raise ValueError(f"{cfg.cache}: no videos in split {cfg.split!r}")
+        raise UserError(f"{cache.root / 'manifest.csv'}: no videos in split {cfg.split!r}"
+                        f"{f' of view {cfg.view}' if cfg.view else ''}")
     label = _label_column(cfg, meta, rows)
     h = clip_average_videos(encoder, cache, rows, clip_len=meta["clip_len"],
                             period=meta["period"], clips=cfg.clips, batch_size=cfg.batch_size,
@@ -92,12 +98,13 @@ def embed(cfg: EmbedConfig) -> Path:
                                       f"{f' — {cfg.split}' if cfg.split else ''}",
                                 label=label)
     info = {"model": str(cfg.model), "cache": str(cfg.cache), "split": cfg.split,
+            "view": cfg.view,
             "encoder": meta["encoder"], "feature_dim": int(h.shape[1]),
             "clip_len": meta["clip_len"], "period": meta["period"], "clips": cfg.clips,
             "label": label, "n_videos": len(videos), "n_studies": len(study_h),
             "projection": "PCA (scikit-learn), fitted on videos",
             "explained_variance_ratio": explained}
-    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(info, indent=2))
+    write_json(out.with_name(out.name + ".json"), info)
     return out
 
 

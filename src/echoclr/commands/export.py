@@ -7,7 +7,6 @@ videos and videos into studies stays with the caller, as in ``predict``.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from echoclr.atomic import atomic_path, atomic_write_text
+from echoclr.atomic import atomic_path
 from echoclr.data.preprocess import Preprocessing, preprocessing_of
+from echoclr.errors import UserError
 from echoclr.options import model_opt, opt
+from echoclr.valid_json import write_json
 from echoclr.weights import load_classifier
 
 FORMATS = ("torchscript", "onnx")
@@ -98,11 +99,11 @@ def export(cfg: ExportConfig) -> Path:
     probabilities between the exported model and PyTorch; returns the exported file.
 
     Raises:
-        ValueError: an unknown format.
+        UserError: an unknown format.
         RuntimeError: the difference exceeds ``cfg.tolerance`` (the file is removed).
     """
     if cfg.format not in FORMATS:
-        raise ValueError(f"unknown export format {cfg.format!r}; choose from {FORMATS}")
+        raise UserError(f"--format {cfg.format}: unknown export format {cfg.format!r}; choose from {FORMATS}")
     model, meta = load_classifier(cfg.model)
     prep = preprocessing_of(meta, cfg.model)
     wrapper = ProbabilityModel(model.float().to("cpu")).eval()
@@ -147,4 +148,4 @@ def _write_sidecar(out: Path, cfg: ExportConfig, meta: dict, prep: Preprocessing
                    "reference": "PyTorch fp32 on CPU",
                    "runtime": "onnxruntime CPU" if cfg.format == "onnx" else "torch.jit.load"},
     }
-    atomic_write_text(out.with_name(out.name + ".json"), json.dumps(info, indent=2, default=str))
+    write_json(out.with_name(out.name + ".json"), info, default=str)

@@ -23,23 +23,36 @@ from tqdm.auto import tqdm
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
 from echoclr.data.selection import select_rows, studies_fingerprint
-from echoclr.finetuning import EarlyStopping, param_groups, train_one_epoch
+from echoclr.errors import UserError
+from echoclr.finetuning import (
+    CHECKPOINT,
+    EarlyStopping,
+    load_checkpoint,
+    param_groups,
+    resume_settings,
+    save_checkpoint,
+    train_one_epoch,
+)
 from echoclr.inference import predict_videos
+from echoclr.inits import check_init, init_encoder, start_from_probe
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
-from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
-from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
 from echoclr.runs import (
-    JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config,
+    JsonlLog,
+    clear_model_outputs,
+    pick_device,
+    seed_everything,
+    write_config,
 )
-from echoclr.weights import load_classifier, save_classifier
+from echoclr.weights import save_classifier
 
 SELECT_ON = ("val_loss", "val_auroc")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(ViewSetting):
     cache: str = cache_opt()
     out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
     task: str = opt("lvh", "Binary label column of the manifest to learn.")
@@ -79,10 +92,12 @@ class FinetuneConfig:
     eval_clips: int = opt(4, "Evenly spaced clips per video at test time (paper: 4).")
     val_clips: int = opt(4, "Evenly spaced clips per video for the validation after each "
                             "epoch.")
-    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    view: str | None = view_opt("PLAX")
     precision: str = precision_opt()
     workers: int = opt(2, "Data-loader processes.")
     device: str = device_opt()
+    resume: bool = opt(False, "Continue a killed run from RUN/checkpoint.pt (its last finished "
+                              "epoch), to the model an uninterrupted run ends with.")
     progress: bool = opt(True, "Show a progress bar.")
 
 
@@ -93,24 +108,6 @@ def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
     return Classifier(encoder, dropout=cfg.dropout), meta
 
 
-def start_from_probe(model: Classifier, cfg: FinetuneConfig) -> None:
-    """Copy a probe run's logit layer into ``model`` (LP-FT).
-
-    Raises:
-        ValueError: when the probe was fitted on another encoder init.
-    """
-    if cfg.init == "random":
-        raise ValueError("--head-init needs a pretrained or kinetics init: a random init's "
-                         "weights are redrawn per run, so a probe's head would not fit them")
-    probe_model, probe_meta = load_classifier(cfg.head_init)
-    same = probe_meta["init"] == cfg.init or (
-        cfg.init not in ("random", "kinetics")
-        and Path(probe_meta["init"]).resolve() == Path(cfg.init).resolve())
-    if not same:
-        raise ValueError(f"--head-init {cfg.head_init}: that probe was fitted on init "
-                         f"{probe_meta['init']!r}, this run starts from {cfg.init!r}; give the "
-                         "probe of the same encoder")
-    model.set_head(probe_model.head.weight.detach()[0], float(probe_model.head.bias.detach()))
 
 
 def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
@@ -132,12 +129,11 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
     if cfg.select_on not in SELECT_ON:
-        raise ValueError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
-    clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
+        raise UserError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
     if cfg.lr_grid:
+        clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
         return _finetune_grid(cfg)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     cache = VideoCache(cfg.cache)
@@ -150,20 +146,26 @@ def finetune(cfg: FinetuneConfig) -> Path:
     model, meta = build_classifier(cfg)
     check_init(cfg.init, meta, cache)
     if cfg.head_init:
-        start_from_probe(model, cfg)
+        start_from_probe(model, init=cfg.init, head_init=cfg.head_init)
     model = model.to(device, memory_format=torch.channels_last_3d)
-    write_config(cfg, out, {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
+    clear_model_outputs(out)  # the inputs check out; a new model: the old one's outputs go
+    out.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
+                            "n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
                             "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train), "n_val_studies":
                             int(val["study_id"].nunique()), "pos_weight": pos_weight})
     dataset = ClipDataset(cache, train, clip_len=cfg.clip_len, period=cfg.period,
                           label=cfg.task, seed=cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
+    # Workers start afresh each epoch (not persistent): they see the epoch's clip draws
+    # (set_epoch), and the generator is drawn from alike in every epoch, resumed or not.
     loader = DataLoader(dataset, batch_size=min(cfg.batch_size, len(dataset)), shuffle=True,
-                        generator=g, num_workers=cfg.workers, drop_last=False,
-                        persistent_workers=cfg.workers > 0)  # an epoch can be a single step
+                        generator=g, num_workers=cfg.workers, drop_last=False)
     log = JsonlLog(out / "log.jsonl")
-    log.path.unlink(missing_ok=True)
+    if not (cfg.resume and (out / CHECKPOINT).is_file()):
+        log.path.unlink(missing_ok=True)
+        (out / CHECKPOINT).unlink(missing_ok=True)
     stopper, best_state = _train(cfg, model, dataset, loader, cache, val, log, device=device,
                                  pos_weight=pos_weight, generator=g)
     if best_state is None:  # NaN never beats inf: every validation loss was NaN
@@ -171,7 +173,30 @@ def finetune(cfg: FinetuneConfig) -> Path:
                            f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
     model.load_state_dict(best_state)
     _save_model(model, cfg, meta, cache, out, stopper)
+    (out / CHECKPOINT).unlink(missing_ok=True)  # the model is written: nothing to resume
     return out
+
+
+def _frozen(cfg: FinetuneConfig, epoch: int) -> bool:
+    """Whether ``epoch`` trains the head alone."""
+    return epoch < cfg.head_epochs or cfg.linear_probe
+
+
+def _resume(cfg: FinetuneConfig, model: Classifier, stopper: EarlyStopping, log: JsonlLog,
+            generator: torch.Generator) -> tuple[int, int, dict | None, object]:
+    """(first epoch, step, best state, optimizer) to continue from RUN/checkpoint.pt with
+    ``--resume``; (0, 0, None, None) for a fresh run."""
+    path = Path(cfg.out) / CHECKPOINT
+    if not (cfg.resume and path.is_file()):
+        return 0, 0, None, None
+    state = load_checkpoint(path, settings=resume_settings(cfg), generator=generator)
+    model.load_state_dict(state["model"])
+    stopper.load_state_dict(state["stopper"])
+    # The optimizer of the last finished epoch (head-only or whole model, as it was).
+    optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=_frozen(cfg, state["epoch"])))
+    optimizer.load_state_dict(state["optimizer"])
+    log.truncate_after(state["step"])
+    return state["epoch"] + 1, state["step"], state["best_state"], optimizer
 
 
 def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader: DataLoader,
@@ -179,11 +204,14 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
            pos_weight: float, generator: torch.Generator) -> tuple[EarlyStopping, dict | None]:
     """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
     the best state (None when no validation loss was a number)."""
-    stopper, best_state, step, optimizer = EarlyStopping(cfg.patience), None, 0, None
-    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), disable=not cfg.progress,
-               desc=f"finetune {cfg.task}", unit="step")
-    for epoch in range(cfg.epochs):
-        frozen = epoch < cfg.head_epochs or cfg.linear_probe
+    stopper = EarlyStopping(cfg.patience)
+    start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator)
+    bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), initial=step,
+               disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
+    for epoch in range(start, cfg.epochs):
+        if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
+            break
+        frozen = _frozen(cfg, epoch)
         if optimizer is None or epoch == cfg.head_epochs:
             optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=frozen))
         dataset.set_epoch(epoch)
@@ -198,8 +226,9 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
         log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), val_loss=val_loss,
                   val_auroc=val_auroc, best=improved)
         bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
-        if stopper.should_stop or (cfg.max_steps and step >= cfg.max_steps):
-            break
+        save_checkpoint(Path(cfg.out) / CHECKPOINT, model=model, optimizer=optimizer,
+                        epoch=epoch, step=step, stopper=stopper, best_state=best_state,
+                        generator=generator, settings=resume_settings(cfg))
     bar.close()
     return stopper, best_state
 

@@ -23,9 +23,10 @@ from echoclr.data.preprocess import Preprocessing, preprocessing_of, replayable
 from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import is_dicom
 from echoclr.data.video_types import VideoReadError
+from echoclr.errors import UserError
 from echoclr.inference import predict_clips
 from echoclr.metrics import aggregate_by_study
-from echoclr.options import device_opt, model_opt, opt, precision_opt
+from echoclr.options import ViewSetting, device_opt, model_opt, opt, precision_opt, view_opt
 from echoclr.runs import pick_device
 from echoclr.weights import load_classifier
 
@@ -34,12 +35,14 @@ COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
 
 
 @dataclass(frozen=True)
-class PredictConfig:
+class PredictConfig(ViewSetting):
     model: str = model_opt()
     inputs: tuple[str, ...] = opt((), "DICOM files or folders (searched recursively), AVI or "
                                       "MP4 files, or a manifest CSV.")
     out: str = opt("predictions.csv", "Output CSV: one row per video and one per study.")
     clips: int | None = opt(None, "Evenly spaced clips per video; None: the model's eval_clips.")
+    view: str | None = view_opt("all", "Score only the manifest rows of this echo view (in any "
+                                       "case); all: every row. Files given directly are scored.")
     salt: str = opt("", "The salt given to ingest, so that DICOM study hashes match the "
                         "training cache's.")
     precision: str = precision_opt()
@@ -56,10 +59,12 @@ class VideoInput:
     problem: str | None = None  # a manifest row that names no file
 
 
-def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[VideoInput]:
+def collect_inputs(inputs: tuple[str, ...] | list[str], view: str | None = None
+                   ) -> list[VideoInput]:
     """Files to score: folders walked recursively (DICOM by preamble or suffix, AVI, MP4; hidden
-    files and folders skipped), manifests (``.csv``: ``path`` [, ``study_id``, ``fps``])
-    expanded, other paths kept as given (a missing one is reported in its row)."""
+    files and folders skipped), manifests (``.csv``: ``path`` [, ``study_id``, ``fps``,
+    ``view``]) expanded to their rows of ``view`` (any case; None: every row), other paths kept
+    as given (a missing one is reported in its row)."""
     items: list[VideoInput] = []
     for entry in inputs:
         path = Path(entry)
@@ -71,7 +76,7 @@ def collect_inputs(inputs: tuple[str, ...] | list[str]) -> list[VideoInput]:
                               stacklevel=2)
             items += found
         elif path.suffix.lower() == ".csv":
-            items += _manifest_inputs(path)
+            items += _manifest_inputs(path, view)
         else:
             items.append(VideoInput(path))
     return items
@@ -88,10 +93,15 @@ def _is_video_file(path: Path) -> bool:
         return True
 
 
-def _manifest_inputs(path: Path) -> list[VideoInput]:
+def _manifest_inputs(path: Path, view: str | None) -> list[VideoInput]:
     df = read_manifest(path)
     if "path" not in df.columns:
         raise ManifestError(path, [ManifestProblem(None, "path", "required column missing")])
+    if view is not None:
+        if "view" not in df.columns:
+            raise UserError(f"{path}: --view {view} given but the manifest has no view column; "
+                            "pass --view all")
+        df = df[df["view"].astype(str).str.strip().str.casefold() == view.casefold()]
     fps = pd.to_numeric(df["fps"], errors="coerce") if "fps" in df.columns else None
     items = []
     for i, row in df.iterrows():
@@ -154,17 +164,18 @@ def predict(cfg: PredictConfig) -> Path:
     study). No identifier is written in clear.
 
     Raises:
-        FileNotFoundError: no model at ``cfg.model``.
-        ValueError: no inputs were given, or the model's preprocessing is unknown.
+        UserError: no inputs were given, or no model at ``cfg.model``.
+        ValueError: the model's preprocessing is unknown.
     """
     model, meta = load_classifier(cfg.model)
     prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
     k = cfg.clips or meta["eval_clips"]
-    items = collect_inputs(cfg.inputs)
+    items = collect_inputs(cfg.inputs, cfg.view)
     if not items:
-        raise ValueError(f"predict: nothing to score in {list(cfg.inputs)}")
+        raise UserError(f"predict: nothing to score in {list(cfg.inputs)}: give DICOM files "
+                        "or folders, AVI/MP4 files or a manifest CSV")
     rows = []
     for item in tqdm(items, desc="predict", unit="video", disable=None):
         rows.append(_score(model, item, prep, meta, k, cfg, device))

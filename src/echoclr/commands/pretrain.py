@@ -24,18 +24,24 @@ from echoclr import distributed
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import StudyPairDataset
 from echoclr.data.sampling import ResumableSampler
+from echoclr.data.selection import check_view
 from echoclr.distributed import DistInfo
+from echoclr.errors import UserError
 from echoclr.models import PretrainModel, build_encoder
-from echoclr.options import cache_opt, opt, precision_opt
+from echoclr.options import ViewSetting, cache_opt, opt, precision_opt, view_opt
 from echoclr.pretraining import (
-    CollapseMonitor, PretrainPlan, lr_at, plan_of, train_one_epoch,
+    CollapseMonitor,
+    PretrainPlan,
+    lr_at,
+    plan_of,
+    train_one_epoch,
 )
 from echoclr.runs import JsonlLog, resolve_precision, write_config
 from echoclr.weights import atomic_torch_save, load_weights, save_encoder
 
 
 @dataclass(frozen=True)
-class PretrainConfig:
+class PretrainConfig(ViewSetting):
     cache: str = cache_opt()
     out: str = opt("runs/pretrain", "Run folder: config.json, log.jsonl, checkpoints, "
                                     "encoder.pt.")
@@ -49,7 +55,8 @@ class PretrainConfig:
                          "between frames visible.")
     pairs: str = opt("all", "all: every video pair of a study in each epoch (paper); study: one "
                             "random pair per study.")
-    view: str | None = opt("PLAX", "Pretrain on the videos of this view only; None: all views.")
+    view: str | None = view_opt("PLAX", "Pretrain on the videos of this echo view only (PLAX, "
+                                        "A4C …, in any case); all: every view.")
     batch_size: int = opt(196, "Positive pairs per process (paper: 196 per GPU).")
     epochs: int = opt(300, "Epochs (paper: 300 for MI-SimCLR and EchoCLR, 520 for SimCLR).")
     max_steps: int | None = opt(None, "Stop after this many optimizer steps, overriding epochs.")
@@ -87,11 +94,11 @@ def pretrain(cfg: PretrainConfig) -> Path:
     plan = plan_of(cfg)  # refuses a bad method, lever or clip length before anything starts
     info = distributed.init_distributed(cfg.device)
     out = Path(cfg.out)
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     cache = VideoCache(cfg.cache)
     rows, sampler, loader = _data(cfg, plan, cache, info)
+    if info.is_main:  # the inputs check out
+        out.mkdir(parents=True, exist_ok=True)
     total_steps = cfg.max_steps or cfg.epochs * len(loader)
     model = PretrainModel(build_encoder(cfg.encoder, width=cfg.width),
                           n_orderings=plan.n_orderings, proj_batch_norm=plan.proj_batch_norm)
@@ -123,9 +130,12 @@ def pretrain(cfg: PretrainConfig) -> Path:
 
 def _data(cfg: PretrainConfig, plan: PretrainPlan, cache: VideoCache, info: DistInfo):
     """The training rows, the resumable sampler and the loader of positive pairs."""
+    check_view(cache, cfg.view)
     rows = cache.rows("train", cfg.view)  # pretraining never reads labels or other splits
     if rows.empty:
-        raise ValueError(f"{cfg.cache}: no training videos (view={cfg.view})")
+        raise UserError(f"{cache.root / 'manifest.csv'}: no training videos"
+                        f"{f' of view {cfg.view}' if cfg.view else ''}: give some studies "
+                        "split train")
     dataset = StudyPairDataset(cache, rows, clip_len=cfg.clip_len, period=cfg.period,
                                pairs=cfg.pairs, mode=plan.pair_mode, seed=cfg.seed)
     sampler = ResumableSampler(len(dataset), num_replicas=info.world_size, rank=info.rank,
@@ -135,7 +145,8 @@ def _data(cfg: PretrainConfig, plan: PretrainPlan, cache: VideoCache, info: Dist
                         num_workers=cfg.workers, persistent_workers=cfg.workers > 0,
                         pin_memory=info.device.type == "cuda")
     if len(loader) == 0:
-        raise ValueError(f"batch size {batch_size} leaves no full batch of {len(sampler)} items")
+        raise UserError(f"--batch-size {batch_size} leaves no full batch of {len(sampler)} "
+                        "items per process: lower it")
     return rows, sampler, loader
 
 

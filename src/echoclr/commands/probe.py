@@ -24,14 +24,14 @@ from echoclr.data.selection import select_rows, studies_fingerprint
 from echoclr.features import clip_features
 from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
-from echoclr.options import cache_opt, device_opt, opt, precision_opt
+from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
 from echoclr.probe import C_GRID, ProbeFit, fit_probe
 from echoclr.runs import JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config
 from echoclr.weights import load_classifier, save_classifier
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
+class ProbeConfig(ViewSetting):
     cache: str = cache_opt()
     out: str = opt("runs/probe", "Run folder: config.json, log.jsonl, model.pt, model.json.")
     task: str = opt("lvh", "Binary label column of the manifest to learn.")
@@ -53,7 +53,7 @@ class ProbeConfig:
     folds: int = opt(5, "Cross-validation folds for C (fewer when a class has fewer studies).")
     features: str | None = opt(None, "Folder that keeps each encoder's features of the cache "
                                      "for reuse; None: RUN/features.")
-    view: str | None = opt("PLAX", "Use the videos of this view only; None: all views.")
+    view: str | None = view_opt("PLAX")
     batch_size: int = opt(32, "Videos per forward pass.")
     precision: str = precision_opt()
     device: str = device_opt()
@@ -101,8 +101,6 @@ def probe_predictions(run: str | Path, cache: VideoCache, rows: pd.DataFrame, *,
 def probe(cfg: ProbeConfig) -> Path:
     """Fit the probe on the drawn label fraction; returns the run folder."""
     out = Path(cfg.out)
-    clear_model_outputs(out)  # a new model: what was derived from the old one goes
-    out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)  # a random init's weights
     device = pick_device(cfg.device)
     cache = VideoCache(cfg.cache)
@@ -110,14 +108,17 @@ def probe(cfg: ProbeConfig) -> Path:
                                  weights=cfg.weights)
     check_init(cfg.init, meta, cache)
     train, val = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
-                             fraction_seed=cfg.fraction_seed, view=cfg.view)
+                             fraction_seed=cfg.fraction_seed, view=cfg.view, check_val=False)
+    clear_model_outputs(out)  # the inputs check out; a new model: the old one's outputs go
+    out.mkdir(parents=True, exist_ok=True)
     h = clip_features(encoder.to(device), cache, train, clip_len=cfg.clip_len,
                       period=cfg.period, clips=cfg.clips,
                       store=cfg.features or out / "features", device=device,
                       precision=cfg.precision, batch_size=cfg.batch_size)
     x, y, patients = study_table(train, h.mean(axis=1), cfg.task)
     fit = fit_probe(x, y, patients, folds=cfg.folds, seed=cfg.seed)
-    write_config(cfg, out, {"n_train_studies": len(y), "n_train_pos": int(y.sum()),
+    write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
+                            "n_train_studies": len(y), "n_train_pos": int(y.sum()),
                             "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train),
                             "n_val_studies": int(val["study_id"].nunique())})

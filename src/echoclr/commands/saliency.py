@@ -7,7 +7,6 @@ in the saliency figures of Holste et al. 2024. The maps explain the positive cla
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +15,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from echoclr.atomic import atomic_write, atomic_write_text
+from echoclr.atomic import atomic_write
 from echoclr.data.cache import decode_and_preprocess
 from echoclr.data.preprocess import preprocessing_of, replayable
 from echoclr.data.transforms import clip_indices, evenly_spaced_clips
 from echoclr.data.video import write_video
+from echoclr.errors import UserError
 from echoclr.inference import clips_to_input, predict_clips
 from echoclr.options import device_opt, model_opt, opt
 from echoclr.runs import pick_device
+from echoclr.valid_json import write_json
 from echoclr.weights import load_classifier
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
@@ -189,7 +190,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
     frame space) and ``saliency.json``. Returns the output folder.
     """
     if cfg.max_frames < 1:
-        raise ValueError(f"saliency: max_frames must be >= 1, got {cfg.max_frames}")
+        raise UserError(f"saliency: --max-frames must be >= 1, got {cfg.max_frames}")
     model, meta = load_classifier(cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)
@@ -222,5 +223,5 @@ def saliency(cfg: SaliencyConfig) -> Path:
             "peak_frame": int(maps.reshape(len(maps), -1).max(1).argmax()),
             "normalisation": "divided by the maximum over all frames",
             "files": ["overlay.gif", "overlay.mp4", "saliency_max.png", "saliency.npy"]}
-    atomic_write_text(out / "saliency.json", json.dumps(info, indent=2))
+    write_json(out / "saliency.json", info)
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
+from echoclr.errors import UserError
 from echoclr.synth.cohort import MANIFEST_COLUMNS, SynthConfig, write_study
 
 
@@ -23,7 +24,7 @@ def synthesize(cfg: SynthConfig) -> Path:
     """
     if cfg.patients < 1 or cfg.size < 16:
         message = f"need patients >= 1 and size >= 16, got {cfg.patients} and {cfg.size}"
-        raise ValueError(f"{cfg.out}: {message}")
+        raise UserError(f"{cfg.out}: {message}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     indices = range(cfg.patients)

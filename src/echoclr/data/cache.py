@@ -165,7 +165,7 @@ class VideoCache:
         if split is not None:
             df = df[df["split"] == split]
         if view is not None and "view" in df.columns:
-            df = df[df["view"] == view]
+            df = df[df["view"].astype(str).str.strip().str.casefold() == view.strip().casefold()]
         return df.reset_index(drop=True)
 
     def open(self, path: str) -> np.ndarray:

@@ -1,35 +1,109 @@
 """Which cached videos a readout learns from: the drawn label fraction of the training studies,
-and the labeled validation studies (Holste et al. 2024: validation is used whole, even at 1 %)."""
+and the labeled validation studies (Holste et al. 2024: validation is used whole, even at 1 %).
+
+Before anything is trained, every split a command uses is checked: the label column exists, the
+view matches videos, and the split holds studies of both classes.
+"""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 
 import pandas as pd
 
 from echoclr.data.cache import VideoCache
-from echoclr.data.manifest import label_fraction_studies
+from echoclr.data.manifest import label_columns, label_fraction_studies
+from echoclr.errors import UserError
+
+
+def check_task(cache: VideoCache, task: str) -> None:
+    """``task`` is a label column of the cache's manifest.
+
+    Raises:
+        UserError: naming the manifest, its label columns and the closest spelling.
+    """
+    if task in cache.manifest.columns:
+        return
+    where, columns = cache.root / "manifest.csv", label_columns(cache.manifest)
+    if not columns:
+        raise UserError(f"{where}: no label column, so there is no --task {task} to learn; add a "
+                        "binary (0/1, blank: unknown) column such as lvh to the manifest and "
+                        "ingest it again")
+    close = [c for c in columns if c.casefold() == task.casefold()] or \
+        difflib.get_close_matches(task, columns, n=1)
+    hint = f"; did you mean --task {close[0]}?" if close else ""
+    raise UserError(f"{where}: no label column {task!r} (label columns: "
+                    f"{', '.join(columns)}){hint}")
+
+
+def check_view(cache: VideoCache, view: str | None) -> None:
+    """``view`` (None: every view) matches at least one video of the cache.
+
+    Raises:
+        UserError: naming the views the cache holds, with their video counts.
+    """
+    if view is None or "view" not in cache.manifest.columns or not cache.rows(view=view).empty:
+        return
+    held = cache.manifest["view"].fillna("(blank)").astype(str).str.strip().value_counts()
+    listed = ", ".join(f"{name} ({n} videos)" for name, n in held.items())
+    raise UserError(f"{cache.root / 'manifest.csv'}: no video of view {view!r}; the cache "
+                    f"holds {listed}: pass --view with one of them (in any case), or --view all")
+
+
+def check_both_classes(rows: pd.DataFrame, *, task: str, split: str, source, use: str) -> None:
+    """The labeled studies of ``rows`` (one split) hold both classes of ``task``.
+
+    Args:
+        source: the cache (or file) the rows come from, named in the message.
+        use: what needs both classes (e.g. "fine-tuning"), named in the message.
+
+    Raises:
+        UserError: saying which split lacks which class, and what to do.
+    """
+    labels = pd.to_numeric(rows.drop_duplicates("study_id")[task], errors="coerce").dropna()
+    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    missing = " and no ".join(name for name, n in (("positive", n_pos), ("negative", n_neg))
+                              if n == 0)
+    if missing:
+        raise UserError(
+            f"{source}: label {task!r}: the {split} split has no {missing} study ({n_pos} "
+            f"positive, {n_neg} negative labeled studies), and {use} needs both classes; give "
+            f"the {split} split labeled studies of both classes (ingest draws such splits with "
+            f"--stratify {task}), or choose another --task")
 
 
 def select_rows(cache: VideoCache, *, task: str, fraction: float, fraction_seed: int,
-                view: str | None, val_fraction: float = 1.0
+                view: str | None, val_fraction: float = 1.0, check_val: bool = True
                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Training videos of the drawn label fraction, and the labeled validation videos.
 
     The training subset is :func:`~echoclr.data.manifest.label_fraction_studies` (nested,
     stratified, seeded by ``fraction_seed``): the same studies for every init at one draw.
+
+    Raises:
+        UserError: an unknown task or view, or a split without both classes (validation only
+            with ``check_val``), before anything is trained.
     """
+    check_task(cache, task)
+    check_view(cache, view)
+    manifest = cache.root / "manifest.csv"
     train = cache.rows("train", view)
+    check_both_classes(train, task=task, split="train", source=manifest, use="training")
     subsets = label_fraction_studies(train, label=task, fractions=[fraction], seed=fraction_seed)
     train = train[train["study_id"].isin(subsets[fraction])]
     val = cache.rows("val", view)
     val = val[val[task].notna()]
+    if check_val:
+        check_both_classes(val, task=task, split="val", source=manifest,
+                           use="validation (the loss and AUROC that pick the best epoch)")
     if val_fraction < 1:
         val_studies = label_fraction_studies(val.assign(split="train"), label=task,
                                              fractions=[val_fraction], seed=fraction_seed)
         val = val[val["study_id"].isin(val_studies[val_fraction])]
     if val.empty:
-        raise ValueError(f"{cache.root}: no labeled validation videos for {task!r}")
+        raise UserError(f"{manifest}: no labeled validation videos for {task!r}: give some "
+                        "studies split val")
     return train.reset_index(drop=True), val.reset_index(drop=True)
 
 
