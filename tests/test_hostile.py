@@ -160,11 +160,12 @@ def test_all_black_video_gives_finite_output(hostile_run):
 # --- manifests ------------------------------------------------------------------------------
 
 MANIFEST_PROBLEMS = {
-    "duplicate-row": ("a.avi,S1,P1,train,1\na.avi,S1,P1,train,1\n", "row 2 [path]: duplicate path"),
-    "non-binary-label": ("a.avi,S1,P1,train,2\n", "row 1 [lvh]: label 2 is not 0, 1 or blank"),
-    "text-label": ("a.avi,S1,P1,train,yes\n", "row 1 [lvh]: label 'yes' is not 0, 1 or blank"),
+    "duplicate-row": ("a.avi,S1,P1,train,1\na.avi,S1,P1,train,1\n",
+                      "line 3 [path]: duplicate path"),
+    "non-binary-label": ("a.avi,S1,P1,train,2\n", "line 2 [lvh]: label 2 is not 0, 1 or blank"),
+    "text-label": ("a.avi,S1,P1,train,yes\n", "line 2 [lvh]: label 'yes' is not 0, 1 or blank"),
     "conflicting-study-labels": ("a.avi,S1,P1,train,1\nb.avi,S1,P1,train,0\n",
-                                 "row 1 [lvh]: study S1 has conflicting labels"),
+                                 "line 2 [lvh]: study S1 has conflicting labels"),
     "patient-in-two-splits": ("a.avi,S1,P1,train,1\nb.avi,S2,P1,test,0\n",
                               "patient P1 appears in splits ['test', 'train'] (leakage)"),
 }

@@ -216,21 +216,21 @@ def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path):
     archive, elsewhere = tmp_path / "archive", tmp_path / "elsewhere"
     archive.mkdir()
     elsewhere.mkdir()
-    frames = echo_frames(t=4, h=32, w=40)[0]
-    write_dicom(archive / "inside.dcm", frames)
-    write_dicom(elsewhere / "other.dcm", frames)
-    (archive / "link.dcm").symlink_to(elsewhere / "other.dcm")
-    paths = ["inside.dcm", str(archive / "inside.dcm"), "../elsewhere/other.dcm",
-             str(elsewhere / "other.dcm"), "link.dcm"]
+    for k, name in enumerate(["inside.dcm", "inside too.dcm"]):
+        write_dicom(archive / name, echo_frames(t=4, h=32, w=40, seed=k)[0])
+    for k, name in enumerate(["other.dcm", "other too.dcm", "linked.dcm"]):
+        write_dicom(elsewhere / name, echo_frames(t=4, h=32, w=40, seed=10 + k)[0])
+    (archive / "link.dcm").symlink_to(elsewhere / "linked.dcm")
+    paths = ["inside.dcm", str(archive / "inside too.dcm"), "../elsewhere/other.dcm",
+             str(elsewhere / "other too.dcm"), "link.dcm"]
     pd.DataFrame({"path": paths, "study_id": list("ABCDE")}).to_csv(archive / "m.csv",
                                                                      index=False)
     cfg = IngestConfig(manifest=str(archive / "m.csv"), out=str(tmp_path / "c"), salt="s")
     with pytest.raises(ManifestError) as info:
         ingest(cfg)
     message = str(info.value)
-    for row in (3, 4, 5):
-        assert f"row {row} [path]" in message and "outside the allowed roots" in message
-    assert "row 1 " not in message and "row 2 " not in message  # absolute inside is fine
+    assert "3 rows name a file outside the allowed roots" in message
+    assert "lines 4, 5, 6;" in message  # the header is line 1; the two inside are fine
     assert "--allow-outside" in message and not (tmp_path / "c").exists()
     assert ingest(IngestConfig(**{**cfg.__dict__, "allowed_roots": (str(archive),
                                                                      str(elsewhere))})).n_ok == 5

@@ -24,6 +24,7 @@ from echoclr.data.manifest import (
     ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
 )
 from echoclr.data.preprocess import Preprocessing
+from echoclr.data.problems import FILE_KIND, line_of
 from echoclr.options import opt, required
 
 
@@ -141,15 +142,14 @@ def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
     # (no "../" or absolute path or symlink out of it), so reading anything else is a choice.
     allowed = None if cfg.allow_outside else ([*cfg.allowed_roots] or [root])
     problems = validate_manifest(df, root, allowed_roots=allowed)
-    fatal = [p for p in problems if not p.reason.startswith("file not found")]
-    if any(p.reason.endswith("outside the allowed roots") for p in fatal):
+    fatal = [p for p in problems if p.kind != FILE_KIND]
+    if any(p.kind == "outside" for p in fatal):
         fatal.append(ManifestProblem(None, "path", (
-            f"allowed roots: {[str(a) for a in allowed]}; add folders with --allowed-roots DIR "
-            "... or accept any path with --allow-outside")))
+            f"allowed roots: {[str(a) for a in allowed]}")))
     if fatal:
         raise ManifestError(cfg.manifest, fatal)
-    missing_rows = {p.row for p in problems if p.reason.startswith("file not found")}
-    df = df.assign(_missing=[r + 1 in missing_rows for r in range(len(df))])
+    missing_lines = {p.line for p in problems if p.kind == FILE_KIND}
+    df = df.assign(_missing=[line_of(i) in missing_lines for i in range(len(df))])
     if cfg.view is not None:
         if "view" not in df.columns:
             problem = ManifestProblem(None, "view", f"view={cfg.view!r} given but no view column")
