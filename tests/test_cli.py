@@ -20,7 +20,7 @@ def test_synth_then_ingest_feeds_the_datasets(tmp_path):
     manifest = pd.read_csv(cohort / "manifest.csv")
     assert {"path", "study_id", "lvh", "severe_as"} <= set(manifest.columns)
     assert main(["ingest", str(cohort / "manifest.csv"), "--out", str(cache), "--size", "24",
-                 "--max-frames", "16"]) == 0
+                 "--max-frames", "16", "--accept-one-class-splits"]) == 0
     config = json.loads((cache / "ingest_config.json").read_text())
     assert config["size"] == 24
     vc = VideoCache(cache)

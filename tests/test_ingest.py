@@ -15,8 +15,9 @@ from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data.cache import video_key
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
 from echoclr.data.preprocess import preprocess, resize_area
-from echoclr.data.video import read_video
+from echoclr.data.video import read_video, write_video
 from echoclr.data.video_types import Video
+from echoclr.errors import UserError
 
 SALT = "pepper-7f3a-secret"
 
@@ -90,7 +91,7 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(archive, tmp_path_factory):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path_factory.mktemp("cache")),
-                       size=32, salt=SALT)
+                       size=32, salt=SALT, accept_one_class_splits=True)
     return cfg, ingest(cfg)
 
 
@@ -152,7 +153,7 @@ def test_rerun_skips_finished_videos(first_run, archive):
 
 def test_parallel_view_filtered_run_matches(archive, tmp_path, first_run):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path / "c"), size=32, salt=SALT,
-                       workers=2, view="PLAX")
+                       workers=2, view="PLAX", accept_one_class_splits=True)
     result = ingest(cfg)
     assert result.n_ok == 4 and result.n_skipped == 3
     ours = pd.read_csv(f"{cfg.out}/manifest.csv").set_index("source")
@@ -193,3 +194,41 @@ def test_sidecar_says_where_the_frame_rate_came_from(tmp_path, monkeypatch, file
     assert status == "ok", record
     assert (record["fps_from"], record["source_fps"]) == expected
     assert json.loads((tmp_path / "x.json").read_text())["fps_from"] == expected[0]
+
+
+# --- splits drawn by ingest -----------------------------------------------------------------
+
+def write_patients(root: Path, labels: list[int]) -> Path:
+    """One tiny AVI per patient, labelled; no split column, so ingest draws the splits."""
+    root.mkdir(parents=True, exist_ok=True)
+    for p in range(len(labels)):
+        write_video(root / f"{p}.avi", echo_frames(t=4, h=24, w=32, seed=p)[0], fps=30)
+    pd.DataFrame({"path": [f"{p}.avi" for p in range(len(labels))],
+                  "study_id": [f"S{p}" for p in range(len(labels))],
+                  "patient_id": [f"P{p}" for p in range(len(labels))],
+                  "lvh": labels}).to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def test_drawn_splits_are_stratified_by_every_label_by_default(tmp_path):
+    """16 patients, half positive: unstratified, seed 9 gave a validation split of two negative
+    studies; stratified by default, every split holds both classes."""
+    manifest = write_patients(tmp_path / "a", [p % 2 for p in range(16)])
+    ingest(IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16, seed=9))
+    rows = pd.read_csv(tmp_path / "c" / "manifest.csv")
+    assert rows.groupby("split")["lvh"].nunique().to_dict() == {"test": 2, "train": 2, "val": 2}
+
+
+def test_a_drawn_split_without_a_class_stops_ingest_unless_accepted(tmp_path):
+    manifest = write_patients(tmp_path / "a", [1, 1, 0, 0, 0, 0])
+    cfg = IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16)
+    with pytest.raises(UserError) as info:
+        ingest(cfg)
+    message = str(info.value)
+    assert "split 'val'" in message and "'lvh'" in message and "no positive" in message
+    assert "(positive/negative studies: train 2/3, val 0/0, test 0/1)" in message
+    assert "--splits" in message and "more patients" in message
+    assert "--accept-one-class-splits" in message and not (tmp_path / "c").exists()
+    with pytest.warns(UserWarning, match="split 'val'"):
+        result = ingest(dataclasses.replace(cfg, accept_one_class_splits=True))
+    assert result.n_ok == 6

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from echoclr.data.manifest import (
-    ManifestError, assign_splits, check_manifest, label_fraction_studies, read_manifest,
-    validate_manifest,
+    ManifestError, check_manifest, label_fraction_studies, read_manifest, validate_manifest,
 )
+from echoclr.data.splits import assign_splits
 from echoclr.errors import UserError
 
 

@@ -21,10 +21,12 @@ from echoclr.data.cache import (
     check_cache, entry_paths, process_video, read_entry, write_cache_index,
 )
 from echoclr.data.manifest import (
-    ManifestError, ManifestProblem, assign_splits, read_manifest, resolve_path, validate_manifest,
+    ManifestError, ManifestProblem, label_columns, read_manifest, resolve_path, validate_manifest,
 )
 from echoclr.data.preprocess import Preprocessing
 from echoclr.data.problems import FILE_KIND, line_of
+from echoclr.data.splits import assign_splits, one_class_splits
+from echoclr.errors import UserError
 from echoclr.options import opt, required
 
 
@@ -46,8 +48,8 @@ class IngestConfig:
     workers: int = opt(1, "Decoding processes; 1 decodes in this process.")
     salt: str = opt("", "Secret prepended to DICOM identifiers before hashing; never written "
                         "out.")
-    stratify: str | None = opt(None, "Label column (or several, joined by commas) that "
-                                     "stratifies newly drawn splits.")
+    stratify: str | None = opt(None, "Label columns (joined by commas) that stratify newly "
+                                     "drawn splits; None: every label column, '': none.")
     splits: tuple[float, float, float] = opt((0.75, 0.10, 0.15), "Train, val and test shares of "
                                                                  "the patients without a split.")
     seed: int = opt(0, "Seed of the split draw.")
@@ -55,6 +57,8 @@ class IngestConfig:
                                              "manifest's own folder.")
     allow_outside: bool = opt(False, "Accept video paths outside the allowed roots (an explicit "
                                      "opt-in).")
+    accept_one_class_splits: bool = opt(False, "Write the cache although a drawn split lacks a "
+                                               "class of a label (a warning instead of an error).")
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -155,10 +159,29 @@ def _load_manifest(cfg: IngestConfig) -> tuple[pd.DataFrame, list]:
             problem = ManifestProblem(None, "view", f"view={cfg.view!r} given but no view column")
             raise ManifestError(cfg.manifest, [problem])
         df = df[df["view"] == cfg.view]
-    df = assign_splits(df.reset_index(drop=True), stratify=cfg.stratify, seed=cfg.seed,
-                       fractions=tuple(cfg.splits))
+    df = _draw_splits(df.reset_index(drop=True), cfg)
     missing = list(df.index[df.pop("_missing")])
     return df, missing
+
+
+def _draw_splits(df: pd.DataFrame, cfg: IngestConfig) -> pd.DataFrame:
+    """Splits for the rows without one, stratified by every label unless told otherwise; a drawn
+    split lacking a class of a label is an error (a warning with --accept-one-class-splits)."""
+    drawing = "split" not in df.columns or df["split"].isna().any()
+    labels = label_columns(df)
+    stratify = ",".join(labels) if cfg.stratify is None else cfg.stratify
+    df = assign_splits(df, stratify=stratify, seed=cfg.seed, fractions=tuple(cfg.splits))
+    lacking = one_class_splits(df, labels) if drawing else []
+    if lacking:
+        shares = " ".join(f"{f:g}" for f in cfg.splits)
+        message = (f"{cfg.manifest}: drawn splits that cannot select or test a model: "
+                   + "; ".join(lacking) + f". Add more patients, or change the split shares "
+                   f"(--splits, now {shares}), or pass --accept-one-class-splits to write the "
+                   "cache anyway")
+        if not cfg.accept_one_class_splits:
+            raise UserError(message)
+        warnings.warn(f"ingest: {message}", stacklevel=3)
+    return df
 
 
 def _manifest_fps(df: pd.DataFrame, i) -> float | None:

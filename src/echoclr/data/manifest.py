@@ -10,7 +10,6 @@ nested and stratified, as in Holste et al. 2024.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import stat
 from pathlib import Path
@@ -163,42 +162,6 @@ def _study_table(df: pd.DataFrame, label: str | None) -> pd.DataFrame:
     """One row per study: study_id, patient_id and (if given) the study's label."""
     cols = ["study_id", "patient_id"] + ([label] if label else [])
     return df[cols].drop_duplicates("study_id").reset_index(drop=True)
-
-
-def assign_splits(
-    df: pd.DataFrame, *, stratify: str | None = None, seed: int = 0,
-    fractions: tuple[float, float, float] = (0.75, 0.10, 0.15),
-) -> pd.DataFrame:
-    """Return a copy with a ``split`` column drawn by **patient**: train/val/test.
-
-    Patients are stratified by ``stratify``, one label column or several joined by commas (a
-    patient is positive if any of its studies is; unlabeled patients form their own stratum) and shuffled with ``seed``; within each stratum
-    the first ``fractions[0]`` go to train, the next ``fractions[1]`` to val, the rest to test.
-    Rows that already carry a split keep it.
-    """
-    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"split fractions {fractions} must sum to 1")
-    out = df.copy()
-    out["split"] = (out["split"] if "split" in out.columns else None)
-    out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
-    todo = out["split"].isna()
-    patients = out.loc[todo, ["patient_id"]].drop_duplicates()
-    patients["stratum"] = ""
-    for column in (stratify.split(",") if stratify else []):
-        lab = pd.to_numeric(out.loc[todo, column.strip()], errors="coerce")
-        per_patient = lab.groupby(out.loc[todo, "patient_id"]).max()
-        patients["stratum"] += patients["patient_id"].map(per_patient).fillna(-1).astype(str) + "|"
-    rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for _, group in patients.groupby("stratum", sort=True):
-        ids = group["patient_id"].to_numpy()
-        ids = ids[rng.permutation(len(ids))]
-        n_train = int(round(fractions[0] * len(ids)))
-        n_val = int(round(fractions[1] * len(ids)))
-        for i, pid in enumerate(ids):
-            assignment[pid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-    out.loc[todo, "split"] = out.loc[todo, "patient_id"].map(assignment)
-    return out
 
 
 def label_fraction_studies(
