@@ -81,7 +81,7 @@ def hostile_run(tmp_path_factory):
     manifest = write_hostile_archive(root)
     cache = root.parent / f"{root.name} cache"
     status = cli.main(["ingest", str(manifest), "--out", str(cache), "--size", "16",
-                       "--salt", "s"])
+                       "--salt", "s", "--keep-source-paths"])
     return manifest, cache, status
 
 
@@ -110,11 +110,11 @@ def test_odd_but_valid_file_is_cached(hostile_run, path):
 def test_ingest_summary_names_every_skipped_file(hostile_run, capsys):
     manifest, cache, _ = hostile_run
     status = cli.main(["ingest", str(manifest), "--out", str(cache), "--size", "16",
-                       "--salt", "s"])
+                       "--salt", "s", "--keep-source-paths"])
     printed = capsys.readouterr().out
     assert status == 1 and f"({len(GOOD)} from an earlier run); skipped {len(BAD)}" in printed
-    for path, reason in BAD.items():
-        assert f"  {path}: " in printed and reason in printed
+    for line, (path, reason) in enumerate(BAD.items(), start=2):
+        assert f"  line {line} ({path}): " in printed and reason in printed
 
 
 def test_short_videos_flow_into_datasets_and_a_model(hostile_run):

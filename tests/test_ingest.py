@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, make_archive
 from echoclr.commands.ingest import IngestConfig, ingest
-from echoclr.data.cache import video_key
+from echoclr.data.identity import file_identity
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
 from echoclr.data.preprocess import preprocess, resize_area
 from echoclr.data.video import read_video, write_video
@@ -91,21 +91,23 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(archive, tmp_path_factory):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path_factory.mktemp("cache")),
-                       size=32, salt=SALT, accept_one_class_splits=True)
+                       size=32, salt=SALT, accept_one_class_splits=True, keep_source_paths=True)
     return cfg, ingest(cfg)
 
 
 def test_ingest_result_and_report(first_run):
     cfg, result = first_run
-    reasons = dict(result.skipped)
+    reasons = result.reasons
     assert result.n_ok == 5 and result.n_skipped == 3 and not result.ok
     assert "not a readable video" in reasons["corrupt.avi"]
     assert reasons["exams é 1/clip 3.avi"] == "fps 12 < 25"
     assert reasons["gone.avi"] == "file not found"
     report = pd.read_csv(f"{cfg.out}/ingest_report.csv")
-    assert list(report.columns) == ["path", "reason"]
+    assert list(report.columns) == ["line", "reason", "path"]
     assert dict(zip(report["path"], report["reason"], strict=True)) == reasons
-    assert "skipped 3" in result.summary() and "corrupt.avi: not a readable" in result.summary()
+    assert report["line"].tolist() == [5, 8, 9]  # the manifest's lines, header = line 1
+    assert "skipped 3" in result.summary()
+    assert "line 8 (corrupt.avi): not a readable" in result.summary()
 
 
 def test_ingest_cache_feeds_mmap_clips(first_run, archive):
@@ -116,7 +118,8 @@ def test_ingest_cache_feeds_mmap_clips(first_run, archive):
     assert expected <= set(manifest.columns)
     assert set(manifest["split"]) <= {"train", "val", "test"}
     row = manifest.set_index("source").loc["cine.dcm"]
-    assert row["path"] == f"videos/{video_key('cine.dcm')}.npy" and row["n_frames"] == 10
+    key = file_identity(archive.parent / "cine.dcm").key
+    assert row["path"] == f"videos/{key}.npy" and row["n_frames"] == 10
     assert row["fps"] == pytest.approx(30.0, abs=0.01)
     for path, n in zip(manifest["path"], manifest["n_frames"], strict=True):
         video = np.load(f"{cfg.out}/{path}", mmap_mode="r")
@@ -153,7 +156,8 @@ def test_rerun_skips_finished_videos(first_run, archive):
 
 def test_parallel_view_filtered_run_matches(archive, tmp_path, first_run):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path / "c"), size=32, salt=SALT,
-                       workers=2, view="PLAX", accept_one_class_splits=True)
+                       workers=2, view="PLAX", accept_one_class_splits=True,
+                       keep_source_paths=True)
     result = ingest(cfg)
     assert result.n_ok == 4 and result.n_skipped == 3
     ours = pd.read_csv(f"{cfg.out}/manifest.csv").set_index("source")
@@ -232,3 +236,57 @@ def test_a_drawn_split_without_a_class_stops_ingest_unless_accepted(tmp_path):
     with pytest.warns(UserWarning, match="split 'val'"):
         result = ingest(dataclasses.replace(cfg, accept_one_class_splits=True))
     assert result.n_ok == 6
+
+
+# --- a cache entry follows the file, not its name -------------------------------------------
+
+def one_video_manifest(folder: Path, t: int, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_video(folder / "x.avi", echo_frames(t=t, h=24, w=32, seed=seed)[0], fps=30)
+    pd.DataFrame({"path": ["x.avi"], "study_id": ["S1"]}).to_csv(folder / "m.csv", index=False)
+    return folder / "m.csv"
+
+
+def test_a_file_replaced_in_place_is_redone(tmp_path):
+    manifest = one_video_manifest(tmp_path / "a", t=8)
+    cfg = IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16)
+    assert ingest(cfg).n_ok == 1
+    one_video_manifest(tmp_path / "a", t=20, seed=1)  # same name, new content
+    again = ingest(cfg)
+    assert again.n_reused == 0
+    assert pd.read_csv(tmp_path / "c" / "manifest.csv")["n_frames"].tolist() == [20]
+
+
+def test_the_same_name_from_another_manifest_folder_is_another_file(tmp_path):
+    first = one_video_manifest(tmp_path / "a", t=8)
+    second = one_video_manifest(tmp_path / "b", t=20, seed=1)
+    ingest(IngestConfig(manifest=str(first), out=str(tmp_path / "c"), size=16))
+    result = ingest(IngestConfig(manifest=str(second), out=str(tmp_path / "c"), size=16))
+    assert result.n_reused == 0
+    assert pd.read_csv(tmp_path / "c" / "manifest.csv")["n_frames"].tolist() == [20]
+
+
+def test_a_copy_is_cached_once_and_a_copy_in_another_split_is_leakage(tmp_path):
+    for k, name in enumerate(["a.avi", "b.avi"]):
+        write_video(tmp_path / name, echo_frames(t=6, h=24, w=32, seed=k)[0], fps=30)
+    (tmp_path / "copy.avi").write_bytes((tmp_path / "a.avi").read_bytes())
+    (tmp_path / "m.csv").write_text("path,study_id,split\na.avi,S1,train\ncopy.avi,S2,train\n"
+                                    "b.avi,S3,train\n")
+    result = ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "c"),
+                                 size=16))
+    assert result.n_ok == 2
+    assert "line 3: same content as line 2" in result.summary()
+    (tmp_path / "m.csv").write_text("path,study_id,split\na.avi,S1,train\ncopy.avi,S2,test\n")
+    with pytest.raises(ManifestError) as info:
+        ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "d"), size=16))
+    assert "line 3 [path]" in str(info.value) and "line 2" in str(info.value)
+    assert "leakage" in str(info.value) and not (tmp_path / "d").exists()
+
+
+def test_a_symlink_loop_is_one_skipped_file(tmp_path):
+    write_video(tmp_path / "a.avi", echo_frames(t=6, h=24, w=32)[0], fps=30)
+    (tmp_path / "loop.avi").symlink_to(tmp_path / "loop.avi")
+    (tmp_path / "m.csv").write_text("path,study_id\nloop.avi,S1\na.avi,S2\n")
+    result = ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "c"),
+                                 size=16))
+    assert result.n_ok == 1 and "line 2: symlink loop" in result.summary()

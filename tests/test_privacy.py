@@ -21,8 +21,8 @@ from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
 from echoclr.commands.finetune import FinetuneConfig, build_classifier
 from echoclr.commands.ingest import IngestConfig, ingest
-from echoclr.data.cache import video_key
 from echoclr.data.dicom import hash_identifier
+from echoclr.data.identity import file_identity
 from echoclr.data.manifest import ManifestError
 from echoclr.data.preprocess import preprocess
 from echoclr.data.video import read_video
@@ -115,7 +115,7 @@ def test_burned_in_text_outside_the_fan_is_zeroed_in_the_cache(tmp_path):
     ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "cache"), salt="s"))
 
     def cached(name):
-        return np.load(tmp_path / "cache" / "videos" / f"{video_key(name)}.npy")
+        return np.load(tmp_path / "cache" / "videos" / f"{file_identity(tmp_path / name).key}.npy")
 
     np.testing.assert_array_equal(cached("with text.dcm"), cached("without text.dcm"))
     video = read_video(real)

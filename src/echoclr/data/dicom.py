@@ -1,11 +1,12 @@
 """DICOM cine decoding for :func:`echoclr.data.video.read_video`: pixel data in any transfer
 syntax pydicom's plugins handle, photometric conversion to uint8 grey/RGB, frame rate from Cine
-Rate / Frame Time, and non-identifying metadata (identifiers only as salted hashes).
+Rate / Frame Time, and non-identifying metadata (identifiers only as keyed hashes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from pathlib import Path
 
 import numpy as np
@@ -195,8 +196,10 @@ def _dicom_meta(ds: pydicom.Dataset, salt: str, n_frames: int, photometric: str)
 
 
 def hash_identifier(value: object, salt: str) -> str | None:
-    """Salted SHA-256 hex of an identifier, truncated to 16; None for a missing/blank value."""
-    text = "" if value is None else str(value).strip()
+    """Keyed pseudonym of an identifier: HMAC-SHA256 with ``salt`` as the key, 16 hex digits;
+    None for a missing/blank value. The one hash of identifiers (DICOM tags, manifest ids)."""
+    missing = value is None or (isinstance(value, float) and value != value)  # None or NaN
+    text = "" if missing else str(value).strip()
     if not text:
         return None
-    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()[:16]
+    return hmac.new(salt.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]

@@ -22,7 +22,9 @@ from echoclr.data.problems import FILE_KIND, ManifestError, ManifestProblem, lin
 REQUIRED_COLUMNS = ("path", "study_id")
 KNOWN_COLUMNS = (
     "path", "study_id", "patient_id", "view", "split", "fps",
-    "source", "n_frames", "height", "width",
+    "source", "n_frames", "height", "width", "manifest_line", "us_regions",
+    # header facts `echoclr scan` records
+    "view_hint", "photometric", "transfer_syntax", "manufacturer", "device_model",
 )
 SPLITS = ("train", "val", "test", "ext_test")
 
@@ -147,7 +149,7 @@ def _path_problems(paths: pd.Series, keys: pd.Series, lines: np.ndarray, root, c
             problems.append(ManifestProblem(int(r), "path", f"{p} is outside the allowed roots",
                                             "outside"))
         elif check_files and (why := file_problem(resolve_path(p, root))):
-            problems.append(ManifestProblem(int(r), "path", f"{why}: {p}", FILE_KIND))
+            problems.append(ManifestProblem(int(r), "path", f"{why}: {p}", FILE_KIND, why))
     return problems
 
 
