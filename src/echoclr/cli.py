@@ -46,6 +46,8 @@ COMMANDS = {
               "Encoder features per video and study, with a 2-D projection plot."),
     "export": ("ExportConfig", "export", ("model",),
                "Export a fine-tuned model to TorchScript or ONNX."),
+    "info": ("InfoConfig", "info", ("target",),
+             "Counts per split, view and label of a cache or manifest, with its warnings."),
 }
 
 
