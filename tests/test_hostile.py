@@ -35,15 +35,15 @@ BAD = {
     "report ü.dcm": "no pixel data",
     "frames lie.dcm": "NumberOfFrames is 14 but the pixel data holds 10",
     "wide.avi": "frame size 4100x16 exceeds the 4096x4096 limit",
+    "one frame ü.avi": "single-frame still, not a cine",
+    "still.dcm": "single-frame still, not a cine",
 }
 # Odd but valid files that must be cached: manifest path → frames in the cache.
 GOOD = {
-    "one frame ü.avi": 1,
     "two.avi": 2,
     "three.avi": 3,
     "black.avi": 8,
     "deep 16-bit ö.dcm": 10,
-    "still.dcm": 1,
     "échos du cœur 心脏/vidéo 1.avi": 10,
 }
 
@@ -87,7 +87,7 @@ def hostile_run(tmp_path_factory):
 
 @pytest.mark.parametrize("path", list(BAD), ids=[
     "zero-byte", "text-named-avi", "truncated-avi", "dicom-without-pixels",
-    "number-of-frames-mismatch", "absurd-dimensions"])
+    "number-of-frames-mismatch", "absurd-dimensions", "1-frame", "single-frame-dicom"])
 def test_bad_file_is_skipped_with_its_reason(hostile_run, path):
     _, cache, status = hostile_run
     assert status == 1  # the CLI exits 1 when anything was skipped
@@ -97,8 +97,7 @@ def test_bad_file_is_skipped_with_its_reason(hostile_run, path):
 
 
 @pytest.mark.parametrize("path", list(GOOD), ids=[
-    "1-frame", "2-frame", "3-frame", "all-black", "16bit-monochrome2", "single-frame-dicom",
-    "non-ascii-folder"])
+    "2-frame", "3-frame", "all-black", "16bit-monochrome2", "non-ascii-folder"])
 def test_odd_but_valid_file_is_cached(hostile_run, path):
     _, cache, _ = hostile_run
     rows = VideoCache(cache).manifest.set_index("source")
@@ -118,20 +117,19 @@ def test_ingest_summary_names_every_skipped_file(hostile_run, capsys):
 
 
 def test_short_videos_flow_into_datasets_and_a_model(hostile_run):
-    """1–3-frame videos (shorter than any clip) are padded with their last frame."""
+    """2–3-frame videos (shorter than any clip) are padded with their last frame."""
     cache = VideoCache(hostile_run[1])
-    rows = cache.rows().set_index("source").loc[
-        ["one frame ü.avi", "two.avi", "three.avi", "still.dcm"]].reset_index()
+    rows = cache.rows().set_index("source").loc[["two.avi", "three.avi"]].reset_index()
     clips = ClipDataset(cache, rows, clip_len=16, label="lvh")
-    batch = torch.stack([clips[i]["clip"] for i in range(len(clips))])  # (4, 16, 16, 16)
-    assert batch.shape == (4, 16, 16, 16)
-    assert (batch[0] == batch[0, :1]).all()  # one frame, repeated
+    batch = torch.stack([clips[i]["clip"] for i in range(len(clips))])  # (2, 16, 16, 16)
+    assert batch.shape == (2, 16, 16, 16)
+    assert (batch[0, 1:] == batch[0, 1:2]).all()  # the last of two frames, repeated
     evaluation = ClipDataset(cache, rows, clip_len=16, eval_clips=4)
     assert evaluation[1]["clip"].shape == (4, 16, 16, 16)
     model = Classifier(build_encoder("r3d_tiny", width=4)).eval()
     with torch.no_grad():
         logits = model(to_model_input(augment_clips(minmax_scale(batch))))
-    assert logits.shape == (4,) and torch.isfinite(logits).all()
+    assert logits.shape == (2,) and torch.isfinite(logits).all()
     for mode in ("multi_instance", "simclr"):
         pairs = StudyPairDataset(cache, rows, clip_len=4, mode=mode, pairs="study")
         items = [pairs[i] for i in range(len(pairs))]
@@ -213,14 +211,12 @@ def test_label_fraction_leaving_one_class_fails_clearly(tiny_cache, tmp_path):
 
 
 
-def test_unmaskable_video_is_flagged_in_its_sidecar(hostile_run):
-    """One frame and no DICOM region: no motion locates the fan, so nothing is masked (burned-in
-    text stays); the sidecar says so, for audits. Two frames already locate it."""
+def test_stills_are_skipped_and_two_frames_locate_the_fan(hostile_run):
+    """One frame has no motion to locate the fan (burned-in text would stay): a still is no
+    cine and is skipped, DICOM or AVI; two frames already locate the fan."""
     _, cache, _ = hostile_run
     rows = VideoCache(cache).manifest.set_index("source")
-    for source, method in (("one frame ü.avi", "none"), ("still.dcm", "none"),
-                           ("two.avi", "fan"), ("three.avi", "fan")):
+    assert not {"one frame ü.avi", "still.dcm"} & set(rows.index)
+    for source in ("two.avi", "three.avi"):
         sidecar = (cache / rows.loc[source, "path"]).with_suffix(".json")
-        info = json.loads(sidecar.read_text())["preprocess"]
-        assert info["mask_method"] == method, source
-        assert ("single frame" in info["mask_reason"]) == (method == "none"), source
+        assert json.loads(sidecar.read_text())["preprocess"]["mask_method"] == "fan", source

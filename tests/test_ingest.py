@@ -190,8 +190,14 @@ def test_sidecar_says_where_the_frame_rate_came_from(tmp_path, monkeypatch, file
     import echoclr.data.cache as ingest_module
 
     frames = np.random.default_rng(0).integers(0, 255, (12, 24, 24), dtype=np.uint8)
-    monkeypatch.setattr(ingest_module, "read_video",
-                        lambda path, **kw: Video(frames.copy(), file_fps, {}))
+
+    class Source:  # a decoded video as a reader hands it over
+        n_frames, height, width, fps, meta = 12, 24, 24, file_fps, {}
+
+        def frames(self, stop, keep=None):
+            return ((i, f) for i, f in enumerate(frames[:stop]) if keep is None or i in keep)
+
+    monkeypatch.setattr(ingest_module, "open_video", lambda path, **kw: Source())
     status, record = ingest_module.process_video(
         path="x.avi", npy=str(tmp_path / "x.npy"), size=16, max_frames=10, min_fps=25.0,
         salt="", manifest_fps=manifest_fps)

@@ -27,11 +27,11 @@ import pandas as pd
 
 from echoclr.atomic import atomic_write, atomic_write_bytes
 from echoclr.data.manifest import read_manifest
-from echoclr.data.preprocess import (
-    CACHE_KEYS, Preprocessing, check_compatible, prepare, preprocessing_of,
-)
-from echoclr.data.video import read_video
-from echoclr.data.video_types import Video, VideoReadError
+from echoclr.data.dicom_header import cine_skip_reason
+from echoclr.data.preprocess import CACHE_KEYS, Preprocessing, check_compatible, preprocessing_of
+from echoclr.data.reduce import prepare_source
+from echoclr.data.video import open_video
+from echoclr.data.video_types import FrameSource, VideoReadError
 
 CONFIG = "ingest_config.json"
 
@@ -50,20 +50,26 @@ def read_entry(root: str | Path, key: str) -> dict | None:
 
 def decode_and_preprocess(path: str | Path, prep: Preprocessing, *, salt: str = "",
                           manifest_fps: float | None = None
-                          ) -> tuple[np.ndarray, dict, Video, str]:
-    """Decode one file and preprocess it as ``prep`` says: what its cache entry holds, and what
-    ``predict`` and ``saliency`` score.
+                          ) -> tuple[np.ndarray, dict, FrameSource, str]:
+    """Decode one file and preprocess it as ``prep`` says, in bounded memory
+    (:mod:`echoclr.data.reduce`): what its cache entry holds, and what ``predict`` and
+    ``saliency`` score.
 
     Returns:
-        uint8 (T, size, size) frames, the preprocessing info, the decoded ``Video`` (``fps`` set)
-        and where its frame rate came from ("file", "manifest" or "default").
+        uint8 (T, size, size) frames, the preprocessing info, the opened video (``fps`` set to
+        the rate used; ``height``, ``width``, ``meta``) and where its frame rate came from
+        ("file", "manifest" or "default").
 
     Raises:
-        VideoReadError: unreadable, or slower than ``prep.min_fps`` (Doppler strips, stills).
+        VideoReadError: unreadable, not a cine (a still, a report, another modality), or slower
+            than ``prep.min_fps`` (Doppler strips).
     """
-    video = read_video(path, max_frames=prep.source_frames, salt=salt)
-    frames, info, fps_from = prepare(video, prep, path=path, manifest_fps=manifest_fps)
-    return frames, info, video, fps_from
+    if reason := cine_skip_reason(path):
+        raise VideoReadError(path, reason)
+    source = open_video(path, max_frames=prep.source_frames, salt=salt)
+    frames, info, source.fps, fps_from = prepare_source(source, prep, path=path,
+                                                        manifest_fps=manifest_fps)
+    return frames, info, source, fps_from
 
 
 def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
@@ -82,7 +88,7 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
         record = {
             "n_frames": len(frames), "fps": float(target_fps or video.fps),
             "source_fps": float(video.fps), "fps_from": fps_from,
-            "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
+            "height": int(video.height), "width": int(video.width),
             "us_regions": video.meta.get("us_regions", ""), "meta": video.meta,
             "preprocess": info,
         }
