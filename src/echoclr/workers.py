@@ -45,7 +45,7 @@ def _call_into(fn: Callable, kwargs: dict, conn) -> None:
 
 def run_alone(fn: Callable, kwargs: dict, *, died: Callable[[str], object]):
     """``fn(**kwargs)`` in a process of its own; ``died(how)`` is the result when that process
-    dies before answering ("killed by signal 9 (SIGKILL)", "exited with status 3")."""
+    dies before answering ("killed by signal 9, SIGKILL", "exited with status 3")."""
     ctx = _context()
     receive, send = ctx.Pipe(duplex=False)
     process = ctx.Process(target=_call_into, args=(fn, kwargs, send), daemon=True)
@@ -59,7 +59,7 @@ def run_alone(fn: Callable, kwargs: dict, *, died: Callable[[str], object]):
     if result is not None or process.exitcode == 0:
         return result
     code = process.exitcode
-    how = (f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0
+    how = (f"killed by signal {-code}, {signal.Signals(-code).name}" if code < 0
            else f"exited with status {code}")
     return died(how)
 
