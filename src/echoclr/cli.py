@@ -22,6 +22,8 @@ from echoclr.options import help_text
 COMMANDS = {
     "synth": ("SynthConfig", "synthesize", ("out",),
               "Write the synthetic echo cohort (AVI + DICOM + manifest.csv)."),
+    "scan": ("ScanConfig", "scan", ("root",),
+             "Write a manifest from a PACS export by reading DICOM headers only."),
     "ingest": ("IngestConfig", "ingest", ("manifest",),
                "Decode, mask, resize and cache an archive listed in a manifest."),
     "pretrain": ("PretrainConfig", "pretrain", ("cache",),

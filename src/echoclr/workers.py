@@ -10,14 +10,16 @@ the others are done; jobs that had not started go to a fresh pool.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from tqdm import tqdm
 
+IN_FLIGHT = 4  # jobs submitted per worker at a time
 _started = None  # in a worker: the queue that hears which job began
 
 
@@ -64,47 +66,65 @@ def run_alone(fn: Callable, kwargs: dict, *, died: Callable[[str], object]):
     return died(how)
 
 
-def run_jobs(fn: Callable, jobs: dict, workers: int, *, desc: str, unit: str,
-             died: Callable[[str], object]) -> Iterator[tuple[object, object]]:
-    """Yield (job id, result) per job of ``jobs`` ({id: kwargs}), in completion order.
+def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
+             died: Callable[[str], object], total: int | None = None
+             ) -> Iterator[tuple[object, object]]:
+    """Yield (job id, result) per job, in completion order.
 
     Args:
         fn: the job function; called as ``fn(**kwargs)``; it must not raise.
-        workers: processes; 1 (or one job) runs in this process.
-        desc, unit: the progress bar's label and unit.
+        jobs: {id: kwargs}, or an iterable of (id, kwargs) pairs, consumed as workers free up
+            (at most ``IN_FLIGHT`` per worker are submitted at once, so memory stays flat).
+        workers: processes; 1 runs in this process.
+        desc, unit: the progress bar's label and unit; ``total``: its length, when ``jobs`` is
+            an iterator.
         died: the result of a job whose process died while running it, given how it died.
     """
-    pending = dict(jobs)
-    with tqdm(total=len(jobs), desc=desc, unit=unit, disable=None) as bar:
-        if workers <= 1 or len(jobs) <= 1:
-            for job_id, kwargs in jobs.items():
+    todo = iter(jobs.items() if isinstance(jobs, dict) else jobs)
+    total = len(jobs) if isinstance(jobs, dict) else total
+    with tqdm(total=total, desc=desc, unit=unit, disable=None) as bar:
+        if workers <= 1:
+            for job_id, kwargs in todo:
                 yield job_id, fn(**kwargs)
                 bar.update()
             return
-        while pending:
+        retry: list = []  # jobs of a dead pool that had not started
+        while True:
+            queued = itertools.chain(retry, todo)
+            retry, in_flight, broke = [], {}, False
             started = _context().SimpleQueue()  # put() writes at once: seen even if killed
-            broke = False
-            with ProcessPoolExecutor(max_workers=min(workers, len(pending)),
-                                     mp_context=_context(), initializer=_remember,
-                                     initargs=(started,)) as pool:
-                futures = {pool.submit(_call, fn, i, kw): i for i, kw in pending.items()}
-                for future in as_completed(futures):
+            with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
+                                     initializer=_remember, initargs=(started,)) as pool:
+                while True:
+                    for job_id, kwargs in itertools.islice(
+                            queued, max(0, workers * IN_FLIGHT - len(in_flight))):
+                        in_flight[pool.submit(_call, fn, job_id, kwargs)] = (job_id, kwargs)
+                    if not in_flight:
+                        break
+                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                     try:
-                        result = future.result()
+                        finished = [(f, f.result()) for f in done]
                     except BrokenProcessPool:
                         broke = True
                         break
-                    job_id = futures[future]
-                    del pending[job_id]
-                    yield job_id, result
-                    bar.update()
+                    for future, result in finished:
+                        yield in_flight.pop(future)[0], result
+                        bar.update()
                 if broke:
                     pool.shutdown(wait=True, cancel_futures=True)
-            if broke:
-                # None announced (killed before starting?): run one alone, so each round progresses.
-                for job_id in _drain(started) & set(pending) or {next(iter(pending))}:
-                    yield job_id, run_alone(fn, pending.pop(job_id), died=died)
+            if not broke:
+                return
+            # The jobs that had started are the suspects: each runs again alone, and the one
+            # that dies again is blamed; none announced (killed at start?): the first one.
+            lost = list(in_flight.values())
+            suspects = _drain(started) & {job_id for job_id, _ in lost} or {lost[0][0]}
+            for job_id, kwargs in lost:
+                if job_id in suspects:
+                    yield job_id, run_alone(fn, kwargs, died=died)
                     bar.update()
+                else:
+                    retry.append((job_id, kwargs))
+            todo = queued
 
 
 def _drain(started) -> set:

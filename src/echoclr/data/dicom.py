@@ -36,7 +36,7 @@ class DicomSource:
         if self.n_frames < 1:
             raise VideoReadError(path, f"NumberOfFrames is {self.n_frames}")
         self.channels = 3 if samples == 3 or self.photometric == "PALETTE COLOR" else 1
-        self.fps = _dicom_fps(ds)
+        self.fps = dicom_fps(ds)
         self.meta = _dicom_meta(ds, salt, self.n_frames, self.photometric)
         self._range: tuple[float, float] | None = None
 
@@ -213,7 +213,7 @@ def _scale_monochrome(ds: pydicom.Dataset, raw: np.ndarray,
     return ((values - lo) * (255.0 / (hi - lo))).round().clip(0, 255).astype(np.uint8)
 
 
-def _dicom_fps(ds: pydicom.Dataset) -> float | None:
+def dicom_fps(ds: pydicom.Dataset) -> float | None:
     """Cine Rate (0018,0040), else 1000 / Frame Time (0018,1063) ms, else the display rate."""
     for keyword, to_fps in (("CineRate", float), ("FrameTime", lambda ms: 1000.0 / float(ms)),
                             ("RecommendedDisplayFrameRate", float)):
