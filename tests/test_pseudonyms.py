@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pydicom
 import pytest
+import torch
+from PIL import Image
 
-from _video_fixtures import echo_frames
+from _video_fixtures import echo_frames, write_dicom
+from echoclr import cli
 from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.video import write_video
@@ -92,3 +98,99 @@ def test_id_map_is_written_only_where_asked_and_never_inside_a_cache_or_run(tmp_
     assert (hash_identifier("MRN12345671", SALT), "MRN12345671") in pairs
     assert (hash_identifier("ACC998873", SALT), "ACC998873") in pairs
     assert not list(cache.rglob("ids.csv"))
+
+
+# --- end to end: a PACS export with identifiers everywhere ----------------------------------
+
+PACS_SALT = "pacs-salt-5c2e"
+FOLDER_PHI = {"PatientName": "DOE^JOHN", "PatientBirthDate": "19510203",
+              "StudyDate": "20230915", "InstitutionName": "Mercy Heart Institute"}
+
+
+def write_phi_pacs(root: Path) -> tuple[list[str], Path]:
+    """10 patients, one study of two cines each, in folders named MRN…_DOE/2023…_ECHO, with the
+    MRN, accession number, name and dates in the tags; labels keyed by accession. Returns every
+    string that must not reach a cache or run folder, and the labels table."""
+    needles, labels = [], []
+    for p in range(10):
+        mrn, accession, day = f"MRN1234567{p}", f"ACC99887{p}", f"202309{10 + p}"
+        folder = root / f"{mrn}_DOE" / f"{day}_ECHO"
+        folder.mkdir(parents=True)
+        uid = pydicom.uid.generate_uid()
+        for k in range(2):
+            path = write_dicom(folder / f"IM{k:04d}", echo_frames(t=8, h=32, w=40,
+                                                                  seed=10 * p + k)[0],
+                               StudyInstanceUID=uid, PatientID=mrn, AccessionNumber=accession,
+                               **(FOLDER_PHI | {"StudyDate": day}))
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            needles += [ds.SOPInstanceUID, ds.SeriesInstanceUID]
+        needles += [mrn, mrn[3:], accession, accession[3:], day, f"{day[:4]}-{day[4:6]}-{day[6:]}",
+                    f"{mrn}_DOE", f"{day}_ECHO", uid]
+        labels.append({"accession": accession, "lvh": p % 2})
+    needles += ["DOE", "JOHN", "Mercy", "19510203", "1951-02-03", PACS_SALT]
+    pd.DataFrame(labels).to_csv(root.parent / "labels.csv", index=False)
+    return needles, root.parent / "labels.csv"
+
+
+def decoded_texts(path: Path) -> list[str]:
+    """Every text a file holds, decoded as its format stores it (numpy's UTF-32 unicode arrays,
+    parquet columns, tensors' key names, PNG text chunks), plus its raw bytes."""
+    texts = [path.read_bytes().decode("latin-1")]
+    suffix = path.suffix
+    if suffix in (".npz", ".npy"):
+        data = np.load(path, allow_pickle=False)
+        arrays = [data[k] for k in data.files] if suffix == ".npz" else [data]
+        texts += [" ".join(map(str, a.ravel())) for a in arrays if a.dtype.kind in "USO"]
+        texts += list(getattr(data, "files", []))
+    elif suffix == ".parquet":
+        texts.append(pd.read_parquet(path).to_csv())
+    elif suffix == ".pt":
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        texts += [str(k) for k in (state if isinstance(state, dict) else [])]
+    elif suffix == ".png":
+        with Image.open(path) as image:
+            texts += [f"{k}={v}" for k, v in image.info.items()]
+    return texts
+
+
+def test_no_identifier_folder_name_or_date_reaches_a_cache_or_run_folder(tmp_path):
+    """scan → ingest → finetune → evaluate → embed, and a hand-written manifest with raw MRNs,
+    accession numbers and identifying paths → ingest → embed: every output file decoded, none
+    holds an identifier, a folder name or a date."""
+    pacs = tmp_path / "pacs"
+    needles, labels = write_phi_pacs(pacs)
+    manifest = pacs / "manifest.csv"
+    assert cli.main(["scan", str(pacs), "--out", str(manifest), "--labels", str(labels),
+                     "--salt", PACS_SALT, "--id-map", str(tmp_path / "private" / "scan_ids.csv")
+                     ]) == 0
+    raw = pd.read_csv(manifest)  # the private manifest: pseudonyms, identifying paths
+    raw["study_id"] = raw["path"].str.extract(r"MRN1234567(\d)")[0].radd("ACC99887")
+    raw["patient_id"] = raw["path"].str.extract(r"(MRN\d+)")[0]
+    raw.drop(columns=["_pseudonymous"]).assign(view="PLAX").to_csv(pacs / "by_hand.csv",
+                                                                    index=False)
+    out = tmp_path / "outputs"
+    split = ["--splits", "0.5", "0.25", "0.25", "--salt", PACS_SALT, "--size", "16"]
+    common = ["--precision", "fp32", "--device", "cpu"]
+    assert cli.main(["ingest", str(manifest), "--out", str(out / "cache"), *split]) == 0
+    assert cli.main(["ingest", str(pacs / "by_hand.csv"), "--out", str(out / "cache_by_hand"),
+                     *split, "--id-map", str(tmp_path / "private" / "ids.csv")]) == 0
+    assert cli.main(["finetune", str(out / "cache"), "--out", str(out / "ft"), "--encoder",
+                     "r3d_tiny", "--width", "4", "--clip-len", "4", "--batch-size", "8",
+                     "--epochs", "1", "--val-clips", "1", "--eval-clips", "1", "--workers", "0",
+                     "--no-progress", *common]) == 0
+    assert cli.main(["evaluate", str(out / "ft"), "--n-resamples", "20", "--clips", "1",
+                     "--precision", "fp32"]) == 0
+    for cache in ("cache", "cache_by_hand"):
+        assert cli.main(["embed", str(out / "ft"), str(out / cache), "--out",
+                         str(out / "ft" / f"embeddings_{cache}.npz"), "--clips", "1",
+                         *common]) == 0
+    files = [p for p in out.rglob("*") if p.is_file()]
+    suffixes = {p.suffix for p in files}
+    assert {".csv", ".json", ".npz", ".npy", ".pt", ".png"} <= suffixes, suffixes
+    leaks = {(str(p.relative_to(out)), n) for p in files for text in decoded_texts(p)
+             for n in needles if n in text}
+    assert not leaks
+    ids = pd.read_csv(tmp_path / "private" / "ids.csv", dtype=str)
+    assert {"MRN12345670", "ACC998870"} <= set(ids["original"])  # the link back, kept apart
+    scan_ids = pd.read_csv(tmp_path / "private" / "scan_ids.csv", dtype=str)
+    assert "MRN12345673" in set(scan_ids["original"])
