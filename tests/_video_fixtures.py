@@ -100,11 +100,12 @@ def write_dicom(path: str | Path, frames: np.ndarray, *, photometric: str = "MON
 
 
 def _region(box) -> pydicom.Dataset:
+    """A region item from (x0, y0, x1, y1) (a 2D tissue region) or (x0, y0, x1, y1,
+    RegionSpatialFormat, RegionDataType)."""
     item = pydicom.Dataset()
     (item.RegionLocationMinX0, item.RegionLocationMinY0,
-     item.RegionLocationMaxX1, item.RegionLocationMaxY1) = box
-    item.RegionSpatialFormat = 1
-    item.RegionDataType = 1
+     item.RegionLocationMaxX1, item.RegionLocationMaxY1) = box[:4]
+    item.RegionSpatialFormat, item.RegionDataType = box[4:] if len(box) == 6 else (1, 1)
     return item
 
 

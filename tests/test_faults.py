@@ -75,7 +75,7 @@ def archive(tmp_path_factory) -> Path:
         write_video(root / f"clip {k:02d}.avi", echo_frames(t=30, h=96, w=128, seed=k)[0], fps=30)
     pd.DataFrame({"path": [f"clip {k:02d}.avi" for k in range(N_VIDEOS)],
                   "study_id": [f"S{k // 2}" for k in range(N_VIDEOS)],
-                  "lvh": [k // 2 % 2 for k in range(N_VIDEOS)]}).to_csv(
+                  "split": "train", "lvh": [k // 2 % 2 for k in range(N_VIDEOS)]}).to_csv(
         root / "manifest.csv", index=False)
     return root / "manifest.csv"
 

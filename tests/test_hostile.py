@@ -35,15 +35,15 @@ BAD = {
     "report ü.dcm": "no pixel data",
     "frames lie.dcm": "NumberOfFrames is 14 but the pixel data holds 10",
     "wide.avi": "frame size 4100x16 exceeds the 4096x4096 limit",
+    "one frame ü.avi": "single-frame still, not a cine",
+    "still.dcm": "single-frame still, not a cine",
 }
 # Odd but valid files that must be cached: manifest path → frames in the cache.
 GOOD = {
-    "one frame ü.avi": 1,
     "two.avi": 2,
     "three.avi": 3,
     "black.avi": 8,
     "deep 16-bit ö.dcm": 10,
-    "still.dcm": 1,
     "échos du cœur 心脏/vidéo 1.avi": 10,
 }
 
@@ -81,13 +81,13 @@ def hostile_run(tmp_path_factory):
     manifest = write_hostile_archive(root)
     cache = root.parent / f"{root.name} cache"
     status = cli.main(["ingest", str(manifest), "--out", str(cache), "--size", "16",
-                       "--salt", "s"])
+                       "--salt", "s", "--keep-source-paths"])
     return manifest, cache, status
 
 
 @pytest.mark.parametrize("path", list(BAD), ids=[
     "zero-byte", "text-named-avi", "truncated-avi", "dicom-without-pixels",
-    "number-of-frames-mismatch", "absurd-dimensions"])
+    "number-of-frames-mismatch", "absurd-dimensions", "1-frame", "single-frame-dicom"])
 def test_bad_file_is_skipped_with_its_reason(hostile_run, path):
     _, cache, status = hostile_run
     assert status == 1  # the CLI exits 1 when anything was skipped
@@ -97,8 +97,7 @@ def test_bad_file_is_skipped_with_its_reason(hostile_run, path):
 
 
 @pytest.mark.parametrize("path", list(GOOD), ids=[
-    "1-frame", "2-frame", "3-frame", "all-black", "16bit-monochrome2", "single-frame-dicom",
-    "non-ascii-folder"])
+    "2-frame", "3-frame", "all-black", "16bit-monochrome2", "non-ascii-folder"])
 def test_odd_but_valid_file_is_cached(hostile_run, path):
     _, cache, _ = hostile_run
     rows = VideoCache(cache).manifest.set_index("source")
@@ -110,28 +109,27 @@ def test_odd_but_valid_file_is_cached(hostile_run, path):
 def test_ingest_summary_names_every_skipped_file(hostile_run, capsys):
     manifest, cache, _ = hostile_run
     status = cli.main(["ingest", str(manifest), "--out", str(cache), "--size", "16",
-                       "--salt", "s"])
+                       "--salt", "s", "--keep-source-paths"])
     printed = capsys.readouterr().out
     assert status == 1 and f"({len(GOOD)} from an earlier run); skipped {len(BAD)}" in printed
-    for path, reason in BAD.items():
-        assert f"  {path}: " in printed and reason in printed
+    for line, (path, reason) in enumerate(BAD.items(), start=2):
+        assert f"  line {line} ({path}): " in printed and reason in printed
 
 
 def test_short_videos_flow_into_datasets_and_a_model(hostile_run):
-    """1–3-frame videos (shorter than any clip) are padded with their last frame."""
+    """2–3-frame videos (shorter than any clip) are padded with their last frame."""
     cache = VideoCache(hostile_run[1])
-    rows = cache.rows().set_index("source").loc[
-        ["one frame ü.avi", "two.avi", "three.avi", "still.dcm"]].reset_index()
+    rows = cache.rows().set_index("source").loc[["two.avi", "three.avi"]].reset_index()
     clips = ClipDataset(cache, rows, clip_len=16, label="lvh")
-    batch = torch.stack([clips[i]["clip"] for i in range(len(clips))])  # (4, 16, 16, 16)
-    assert batch.shape == (4, 16, 16, 16)
-    assert (batch[0] == batch[0, :1]).all()  # one frame, repeated
+    batch = torch.stack([clips[i]["clip"] for i in range(len(clips))])  # (2, 16, 16, 16)
+    assert batch.shape == (2, 16, 16, 16)
+    assert (batch[0, 1:] == batch[0, 1:2]).all()  # the last of two frames, repeated
     evaluation = ClipDataset(cache, rows, clip_len=16, eval_clips=4)
     assert evaluation[1]["clip"].shape == (4, 16, 16, 16)
     model = Classifier(build_encoder("r3d_tiny", width=4)).eval()
     with torch.no_grad():
         logits = model(to_model_input(augment_clips(minmax_scale(batch))))
-    assert logits.shape == (4,) and torch.isfinite(logits).all()
+    assert logits.shape == (2,) and torch.isfinite(logits).all()
     for mode in ("multi_instance", "simclr"):
         pairs = StudyPairDataset(cache, rows, clip_len=4, mode=mode, pairs="study")
         items = [pairs[i] for i in range(len(pairs))]
@@ -160,11 +158,12 @@ def test_all_black_video_gives_finite_output(hostile_run):
 # --- manifests ------------------------------------------------------------------------------
 
 MANIFEST_PROBLEMS = {
-    "duplicate-row": ("a.avi,S1,P1,train,1\na.avi,S1,P1,train,1\n", "row 2 [path]: duplicate path"),
-    "non-binary-label": ("a.avi,S1,P1,train,2\n", "row 1 [lvh]: label 2 is not 0, 1 or blank"),
-    "text-label": ("a.avi,S1,P1,train,yes\n", "row 1 [lvh]: label 'yes' is not 0, 1 or blank"),
+    "duplicate-row": ("a.avi,S1,P1,train,1\na.avi,S1,P1,train,1\n",
+                      "line 3 [path]: duplicate path"),
+    "non-binary-label": ("a.avi,S1,P1,train,2\n", "line 2 [lvh]: label 2 is not 0, 1 or blank"),
+    "text-label": ("a.avi,S1,P1,train,yes\n", "line 2 [lvh]: label 'yes' is not 0, 1 or blank"),
     "conflicting-study-labels": ("a.avi,S1,P1,train,1\nb.avi,S1,P1,train,0\n",
-                                 "row 1 [lvh]: study S1 has conflicting labels"),
+                                 "line 2 [lvh]: study S1 has conflicting labels"),
     "patient-in-two-splits": ("a.avi,S1,P1,train,1\nb.avi,S2,P1,test,0\n",
                               "patient P1 appears in splits ['test', 'train'] (leakage)"),
 }
@@ -212,14 +211,12 @@ def test_label_fraction_leaving_one_class_fails_clearly(tiny_cache, tmp_path):
 
 
 
-def test_unmaskable_video_is_flagged_in_its_sidecar(hostile_run):
-    """One frame and no DICOM region: no motion locates the fan, so nothing is masked (burned-in
-    text stays); the sidecar says so, for audits. Two frames already locate it."""
+def test_stills_are_skipped_and_two_frames_locate_the_fan(hostile_run):
+    """One frame has no motion to locate the fan (burned-in text would stay): a still is no
+    cine and is skipped, DICOM or AVI; two frames already locate the fan."""
     _, cache, _ = hostile_run
     rows = VideoCache(cache).manifest.set_index("source")
-    for source, method in (("one frame ü.avi", "none"), ("still.dcm", "none"),
-                           ("two.avi", "fan"), ("three.avi", "fan")):
+    assert not {"one frame ü.avi", "still.dcm"} & set(rows.index)
+    for source in ("two.avi", "three.avi"):
         sidecar = (cache / rows.loc[source, "path"]).with_suffix(".json")
-        info = json.loads(sidecar.read_text())["preprocess"]
-        assert info["mask_method"] == method, source
-        assert ("single frame" in info["mask_reason"]) == (method == "none"), source
+        assert json.loads(sidecar.read_text())["preprocess"]["mask_method"] == "fan", source

@@ -12,11 +12,12 @@ from pydicom.data import get_testdata_file
 
 from _video_fixtures import PHI, echo_frames, make_archive
 from echoclr.commands.ingest import IngestConfig, ingest
-from echoclr.data.cache import video_key
+from echoclr.data.identity import file_identity
 from echoclr.data.manifest import ManifestError, read_manifest, validate_manifest
 from echoclr.data.preprocess import preprocess, resize_area
-from echoclr.data.video import read_video
+from echoclr.data.video import read_video, write_video
 from echoclr.data.video_types import Video
+from echoclr.errors import UserError
 
 SALT = "pepper-7f3a-secret"
 
@@ -90,21 +91,23 @@ def archive(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_run(archive, tmp_path_factory):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path_factory.mktemp("cache")),
-                       size=32, salt=SALT)
+                       size=32, salt=SALT, accept_one_class_splits=True, keep_source_paths=True)
     return cfg, ingest(cfg)
 
 
 def test_ingest_result_and_report(first_run):
     cfg, result = first_run
-    reasons = dict(result.skipped)
+    reasons = result.reasons
     assert result.n_ok == 5 and result.n_skipped == 3 and not result.ok
     assert "not a readable video" in reasons["corrupt.avi"]
     assert reasons["exams é 1/clip 3.avi"] == "fps 12 < 25"
     assert reasons["gone.avi"] == "file not found"
     report = pd.read_csv(f"{cfg.out}/ingest_report.csv")
-    assert list(report.columns) == ["path", "reason"]
+    assert list(report.columns) == ["line", "reason", "path"]
     assert dict(zip(report["path"], report["reason"], strict=True)) == reasons
-    assert "skipped 3" in result.summary() and "corrupt.avi: not a readable" in result.summary()
+    assert report["line"].tolist() == [5, 8, 9]  # the manifest's lines, header = line 1
+    assert "skipped 3" in result.summary()
+    assert "line 8 (corrupt.avi): not a readable" in result.summary()
 
 
 def test_ingest_cache_feeds_mmap_clips(first_run, archive):
@@ -115,7 +118,8 @@ def test_ingest_cache_feeds_mmap_clips(first_run, archive):
     assert expected <= set(manifest.columns)
     assert set(manifest["split"]) <= {"train", "val", "test"}
     row = manifest.set_index("source").loc["cine.dcm"]
-    assert row["path"] == f"videos/{video_key('cine.dcm')}.npy" and row["n_frames"] == 10
+    key = file_identity(archive.parent / "cine.dcm").key
+    assert row["path"] == f"videos/{key}.npy" and row["n_frames"] == 10
     assert row["fps"] == pytest.approx(30.0, abs=0.01)
     for path, n in zip(manifest["path"], manifest["n_frames"], strict=True):
         video = np.load(f"{cfg.out}/{path}", mmap_mode="r")
@@ -152,7 +156,8 @@ def test_rerun_skips_finished_videos(first_run, archive):
 
 def test_parallel_view_filtered_run_matches(archive, tmp_path, first_run):
     cfg = IngestConfig(manifest=str(archive), out=str(tmp_path / "c"), size=32, salt=SALT,
-                       workers=2, view="PLAX")
+                       workers=2, view="PLAX", accept_one_class_splits=True,
+                       keep_source_paths=True)
     result = ingest(cfg)
     assert result.n_ok == 4 and result.n_skipped == 3
     ours = pd.read_csv(f"{cfg.out}/manifest.csv").set_index("source")
@@ -185,11 +190,109 @@ def test_sidecar_says_where_the_frame_rate_came_from(tmp_path, monkeypatch, file
     import echoclr.data.cache as ingest_module
 
     frames = np.random.default_rng(0).integers(0, 255, (12, 24, 24), dtype=np.uint8)
-    monkeypatch.setattr(ingest_module, "read_video",
-                        lambda path, **kw: Video(frames.copy(), file_fps, {}))
+
+    class Source:  # a decoded video as a reader hands it over
+        n_frames, height, width, fps, meta = 12, 24, 24, file_fps, {}
+
+        def frames(self, stop, keep=None):
+            return ((i, f) for i, f in enumerate(frames[:stop]) if keep is None or i in keep)
+
+    monkeypatch.setattr(ingest_module, "open_video", lambda path, **kw: Source())
     status, record = ingest_module.process_video(
         path="x.avi", npy=str(tmp_path / "x.npy"), size=16, max_frames=10, min_fps=25.0,
         salt="", manifest_fps=manifest_fps)
     assert status == "ok", record
     assert (record["fps_from"], record["source_fps"]) == expected
     assert json.loads((tmp_path / "x.json").read_text())["fps_from"] == expected[0]
+
+
+# --- splits drawn by ingest -----------------------------------------------------------------
+
+def write_patients(root: Path, labels: list[int]) -> Path:
+    """One tiny AVI per patient, labelled; no split column, so ingest draws the splits."""
+    root.mkdir(parents=True, exist_ok=True)
+    for p in range(len(labels)):
+        write_video(root / f"{p}.avi", echo_frames(t=4, h=24, w=32, seed=p)[0], fps=30)
+    pd.DataFrame({"path": [f"{p}.avi" for p in range(len(labels))],
+                  "study_id": [f"S{p}" for p in range(len(labels))],
+                  "patient_id": [f"P{p}" for p in range(len(labels))],
+                  "lvh": labels}).to_csv(root / "manifest.csv", index=False)
+    return root / "manifest.csv"
+
+
+def test_drawn_splits_are_stratified_by_every_label_by_default(tmp_path):
+    """16 patients, half positive: unstratified, seed 9 gave a validation split of two negative
+    studies; stratified by default, every split holds both classes."""
+    manifest = write_patients(tmp_path / "a", [p % 2 for p in range(16)])
+    ingest(IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16, seed=9))
+    rows = pd.read_csv(tmp_path / "c" / "manifest.csv")
+    assert rows.groupby("split")["lvh"].nunique().to_dict() == {"test": 2, "train": 2, "val": 2}
+
+
+def test_a_drawn_split_without_a_class_stops_ingest_unless_accepted(tmp_path):
+    manifest = write_patients(tmp_path / "a", [1, 1, 0, 0, 0, 0])
+    cfg = IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16)
+    with pytest.raises(UserError) as info:
+        ingest(cfg)
+    message = str(info.value)
+    assert "split 'val'" in message and "'lvh'" in message and "no positive" in message
+    assert "(positive/negative studies: train 2/3, val 0/0, test 0/1)" in message
+    assert "--splits" in message and "more patients" in message
+    assert "--accept-one-class-splits" in message and not (tmp_path / "c").exists()
+    with pytest.warns(UserWarning, match="split 'val'"):
+        result = ingest(dataclasses.replace(cfg, accept_one_class_splits=True))
+    assert result.n_ok == 6
+
+
+# --- a cache entry follows the file, not its name -------------------------------------------
+
+def one_video_manifest(folder: Path, t: int, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_video(folder / "x.avi", echo_frames(t=t, h=24, w=32, seed=seed)[0], fps=30)
+    pd.DataFrame({"path": ["x.avi"], "study_id": ["S1"]}).to_csv(folder / "m.csv", index=False)
+    return folder / "m.csv"
+
+
+def test_a_file_replaced_in_place_is_redone(tmp_path):
+    manifest = one_video_manifest(tmp_path / "a", t=8)
+    cfg = IngestConfig(manifest=str(manifest), out=str(tmp_path / "c"), size=16)
+    assert ingest(cfg).n_ok == 1
+    one_video_manifest(tmp_path / "a", t=20, seed=1)  # same name, new content
+    again = ingest(cfg)
+    assert again.n_reused == 0
+    assert pd.read_csv(tmp_path / "c" / "manifest.csv")["n_frames"].tolist() == [20]
+
+
+def test_the_same_name_from_another_manifest_folder_is_another_file(tmp_path):
+    first = one_video_manifest(tmp_path / "a", t=8)
+    second = one_video_manifest(tmp_path / "b", t=20, seed=1)
+    ingest(IngestConfig(manifest=str(first), out=str(tmp_path / "c"), size=16))
+    result = ingest(IngestConfig(manifest=str(second), out=str(tmp_path / "c"), size=16))
+    assert result.n_reused == 0
+    assert pd.read_csv(tmp_path / "c" / "manifest.csv")["n_frames"].tolist() == [20]
+
+
+def test_a_copy_is_cached_once_and_a_copy_in_another_split_is_leakage(tmp_path):
+    for k, name in enumerate(["a.avi", "b.avi"]):
+        write_video(tmp_path / name, echo_frames(t=6, h=24, w=32, seed=k)[0], fps=30)
+    (tmp_path / "copy.avi").write_bytes((tmp_path / "a.avi").read_bytes())
+    (tmp_path / "m.csv").write_text("path,study_id,split\na.avi,S1,train\ncopy.avi,S2,train\n"
+                                    "b.avi,S3,train\n")
+    result = ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "c"),
+                                 size=16))
+    assert result.n_ok == 2
+    assert "line 3: same content as line 2" in result.summary()
+    (tmp_path / "m.csv").write_text("path,study_id,split\na.avi,S1,train\ncopy.avi,S2,test\n")
+    with pytest.raises(ManifestError) as info:
+        ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "d"), size=16))
+    assert "line 3 [path]" in str(info.value) and "line 2" in str(info.value)
+    assert "leakage" in str(info.value) and not (tmp_path / "d").exists()
+
+
+def test_a_symlink_loop_is_one_skipped_file(tmp_path):
+    write_video(tmp_path / "a.avi", echo_frames(t=6, h=24, w=32)[0], fps=30)
+    (tmp_path / "loop.avi").symlink_to(tmp_path / "loop.avi")
+    (tmp_path / "m.csv").write_text("path,study_id\nloop.avi,S1\na.avi,S2\n")
+    result = ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "c"),
+                                 size=16))
+    assert result.n_ok == 1 and "line 2: symlink loop" in result.summary()

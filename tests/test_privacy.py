@@ -21,8 +21,8 @@ from _video_fixtures import PHI, echo_frames, write_dicom
 from echoclr import cli
 from echoclr.commands.finetune import FinetuneConfig, build_classifier
 from echoclr.commands.ingest import IngestConfig, ingest
-from echoclr.data.cache import video_key
 from echoclr.data.dicom import hash_identifier
+from echoclr.data.identity import file_identity
 from echoclr.data.manifest import ManifestError
 from echoclr.data.preprocess import preprocess
 from echoclr.data.video import read_video
@@ -115,7 +115,7 @@ def test_burned_in_text_outside_the_fan_is_zeroed_in_the_cache(tmp_path):
     ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "cache"), salt="s"))
 
     def cached(name):
-        return np.load(tmp_path / "cache" / "videos" / f"{video_key(name)}.npy")
+        return np.load(tmp_path / "cache" / "videos" / f"{file_identity(tmp_path / name).key}.npy")
 
     np.testing.assert_array_equal(cached("with text.dcm"), cached("without text.dcm"))
     video = read_video(real)
@@ -216,21 +216,21 @@ def test_manifest_paths_outside_its_folder_are_refused_unless_allowed(tmp_path):
     archive, elsewhere = tmp_path / "archive", tmp_path / "elsewhere"
     archive.mkdir()
     elsewhere.mkdir()
-    frames = echo_frames(t=4, h=32, w=40)[0]
-    write_dicom(archive / "inside.dcm", frames)
-    write_dicom(elsewhere / "other.dcm", frames)
-    (archive / "link.dcm").symlink_to(elsewhere / "other.dcm")
-    paths = ["inside.dcm", str(archive / "inside.dcm"), "../elsewhere/other.dcm",
-             str(elsewhere / "other.dcm"), "link.dcm"]
+    for k, name in enumerate(["inside.dcm", "inside too.dcm"]):
+        write_dicom(archive / name, echo_frames(t=4, h=32, w=40, seed=k)[0])
+    for k, name in enumerate(["other.dcm", "other too.dcm", "linked.dcm"]):
+        write_dicom(elsewhere / name, echo_frames(t=4, h=32, w=40, seed=10 + k)[0])
+    (archive / "link.dcm").symlink_to(elsewhere / "linked.dcm")
+    paths = ["inside.dcm", str(archive / "inside too.dcm"), "../elsewhere/other.dcm",
+             str(elsewhere / "other too.dcm"), "link.dcm"]
     pd.DataFrame({"path": paths, "study_id": list("ABCDE")}).to_csv(archive / "m.csv",
                                                                      index=False)
     cfg = IngestConfig(manifest=str(archive / "m.csv"), out=str(tmp_path / "c"), salt="s")
     with pytest.raises(ManifestError) as info:
         ingest(cfg)
     message = str(info.value)
-    for row in (3, 4, 5):
-        assert f"row {row} [path]" in message and "outside the allowed roots" in message
-    assert "row 1 " not in message and "row 2 " not in message  # absolute inside is fine
+    assert "3 rows name a file outside the allowed roots" in message
+    assert "lines 4, 5, 6;" in message  # the header is line 1; the two inside are fine
     assert "--allow-outside" in message and not (tmp_path / "c").exists()
     assert ingest(IngestConfig(**{**cfg.__dict__, "allowed_roots": (str(archive),
                                                                      str(elsewhere))})).n_ok == 5

@@ -260,3 +260,26 @@ def test_absurd_video_dimensions_refused(tmp_path, frames, monkeypatch):
 def test_video_dataclass_contract():
     video = Video(np.zeros((1, 2, 2), np.uint8), None, {})
     assert video.fps is None and video.meta == {}
+
+
+def test_bare_stream_named_avi_is_refused_not_given_a_made_up_rate(tmp_path):
+    """A stored ZIP of JPEGs named .avi demuxes as raw MJPEG at FFmpeg's default 25 fps."""
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    with zipfile.ZipFile(tmp_path / "photos.avi", "w", compression=zipfile.ZIP_STORED) as z:
+        for k in range(4):
+            image = io.BytesIO()
+            Image.fromarray(echo_frames(t=1, h=48, w=64, seed=k)[0][0]).save(image, "JPEG")
+            z.writestr(f"{k}.jpg", image.getvalue())
+    reason = _reason(tmp_path / "photos.avi")
+    assert "bare mjpeg stream" in reason and "25 fps" in reason
+
+
+def test_16_bit_declared_with_8_bit_data_names_bits_allocated(tmp_path, frames):
+    path = write_dicom(tmp_path / "bits.dcm", frames, bits=16, pixel_data=frames.tobytes())
+    reason = _reason(path)
+    assert "BitsAllocated is 16" in reason and "BitsAllocated 8 needs" in reason
+    assert "NumberOfFrames" not in reason

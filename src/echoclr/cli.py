@@ -25,6 +25,8 @@ from echoclr.options import help_text
 COMMANDS = {
     "synth": ("SynthConfig", "synthesize", ("out",),
               "Write the synthetic echo cohort (AVI + DICOM + manifest.csv)."),
+    "scan": ("ScanConfig", "scan", ("root",),
+             "Write a manifest from a PACS export by reading DICOM headers only."),
     "ingest": ("IngestConfig", "ingest", ("manifest",),
                "Decode, mask, resize and cache an archive listed in a manifest."),
     "pretrain": ("PretrainConfig", "pretrain", ("cache",),
@@ -49,6 +51,8 @@ COMMANDS = {
               "Encoder features per video and study, with a 2-D projection plot."),
     "export": ("ExportConfig", "export", ("model",),
                "Export a fine-tuned model to TorchScript or ONNX."),
+    "info": ("InfoConfig", "info", ("target",),
+             "Counts per split, view and label of a cache or manifest, with its warnings."),
 }
 
 

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import decode_and_preprocess
+from echoclr.data.dicom_header import cine_skip_reason
 from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
 from echoclr.data.preprocess import Preprocessing, preprocessing_of, replayable
 from echoclr.data.transforms import evenly_spaced_clips
@@ -69,7 +70,8 @@ def collect_inputs(inputs: tuple[str, ...] | list[str], view: str | None = None
     for entry in inputs:
         path = Path(entry)
         if path.is_dir():
-            found = [VideoInput(f) for f in sorted(path.rglob("*")) if _is_video_file(f) and not
+            found = [VideoInput(f, problem=cine_skip_reason(f)) for f in sorted(path.rglob("*"))
+                     if _is_video_file(f) and not
                      any(part.startswith(".") for part in f.relative_to(path).parts)]
             if not found:
                 warnings.warn(f"predict: {path}: no DICOM, AVI or MP4 files in this folder",

@@ -1,14 +1,16 @@
 """The cache ``echoclr ingest`` writes: the one writer and the one reader of its format.
 
     CACHE/
-      videos/<key>.npy     uint8 (T, S, S), memory-mappable; <key> = video_key(manifest path)
+      videos/<key>.npy     uint8 (T, S, S), memory-mappable; <key> names the file's version
+                           (size, mtime, content hash: :class:`~echoclr.data.identity.FileIdentity`)
       videos/<key>.json    its sidecar: n_frames, fps, source_fps, fps_from, height, width, meta
                            (non-identifying: hashes, DICOM regions, codec) and preprocess (mask,
                            crop box, padding)
-      manifest.csv         the manifest's rows of cached videos: path → videos/<key>.npy, plus
-                           source, n_frames, fps, split, height, width, _study_uid_hash,
-                           _patient_id_hash
-      ingest_report.csv    path and reason of every skipped file
+      manifest.csv         the manifest's rows of cached videos, ids as pseudonyms: path →
+                           videos/<key>.npy, manifest_line (the input manifest's line), n_frames,
+                           fps, split, height, width, us_regions, _study_uid_hash,
+                           _patient_id_hash; source (the input path) only when asked for
+      ingest_report.csv    line and reason of every skipped file (its path only when asked for)
       ingest_config.json   the ingest settings (never the salt), "salted", and "preprocessing":
                            the :class:`~echoclr.data.preprocess.Preprocessing` record
 
@@ -17,7 +19,6 @@ Every file is written atomically, the array last, so an entry counts only when b
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -26,48 +27,49 @@ import pandas as pd
 
 from echoclr.atomic import atomic_write, atomic_write_bytes
 from echoclr.data.manifest import read_manifest
-from echoclr.data.preprocess import (
-    CACHE_KEYS, Preprocessing, check_compatible, prepare, preprocessing_of,
-)
-from echoclr.data.video import read_video
-from echoclr.data.video_types import Video, VideoReadError
+from echoclr.data.dicom_header import cine_skip_reason
+from echoclr.data.preprocess import CACHE_KEYS, Preprocessing, check_compatible, preprocessing_of
+from echoclr.data.reduce import prepare_source
+from echoclr.data.video import open_video
+from echoclr.data.video_types import FrameSource, VideoReadError
 
 CONFIG = "ingest_config.json"
 
 
-def video_key(source: str) -> str:
-    """Cache file stem of a video: SHA-256 of its manifest path string, 16 hex digits."""
-    return hashlib.sha256(source.encode("utf-8")).hexdigest()[:16]
-
-
-def entry_paths(root: str | Path, source: str) -> tuple[Path, Path]:
-    """The ``.npy`` and ``.json`` files of a video's cache entry."""
-    stem = Path(root) / "videos" / video_key(source)
+def entry_paths(root: str | Path, key: str) -> tuple[Path, Path]:
+    """The ``.npy`` and ``.json`` files of the cache entry ``key`` (a ``FileIdentity.key``)."""
+    stem = Path(root) / "videos" / key
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
 
 
-def read_entry(root: str | Path, source: str) -> dict | None:
+def read_entry(root: str | Path, key: str) -> dict | None:
     """The sidecar of a finished entry (array and sidecar both present), else None."""
-    npy, sidecar = entry_paths(root, source)
+    npy, sidecar = entry_paths(root, key)
     return json.loads(sidecar.read_text()) if npy.is_file() and sidecar.is_file() else None
 
 
 def decode_and_preprocess(path: str | Path, prep: Preprocessing, *, salt: str = "",
                           manifest_fps: float | None = None
-                          ) -> tuple[np.ndarray, dict, Video, str]:
-    """Decode one file and preprocess it as ``prep`` says: what its cache entry holds, and what
-    ``predict`` and ``saliency`` score.
+                          ) -> tuple[np.ndarray, dict, FrameSource, str]:
+    """Decode one file and preprocess it as ``prep`` says, in bounded memory
+    (:mod:`echoclr.data.reduce`): what its cache entry holds, and what ``predict`` and
+    ``saliency`` score.
 
     Returns:
-        uint8 (T, size, size) frames, the preprocessing info, the decoded ``Video`` (``fps`` set)
-        and where its frame rate came from ("file", "manifest" or "default").
+        uint8 (T, size, size) frames, the preprocessing info, the opened video (``fps`` set to
+        the rate used; ``height``, ``width``, ``meta``) and where its frame rate came from
+        ("file", "manifest" or "default").
 
     Raises:
-        VideoReadError: unreadable, or slower than ``prep.min_fps`` (Doppler strips, stills).
+        VideoReadError: unreadable, not a cine (a still, a report, another modality), or slower
+            than ``prep.min_fps`` (Doppler strips).
     """
-    video = read_video(path, max_frames=prep.source_frames, salt=salt)
-    frames, info, fps_from = prepare(video, prep, path=path, manifest_fps=manifest_fps)
-    return frames, info, video, fps_from
+    if reason := cine_skip_reason(path):
+        raise VideoReadError(path, reason)
+    source = open_video(path, max_frames=prep.source_frames, salt=salt)
+    frames, info, source.fps, fps_from = prepare_source(source, prep, path=path,
+                                                        manifest_fps=manifest_fps)
+    return frames, info, source, fps_from
 
 
 def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: float, salt: str,
@@ -86,17 +88,18 @@ def process_video(*, path: str, npy: str, size: int, max_frames: int, min_fps: f
         record = {
             "n_frames": len(frames), "fps": float(target_fps or video.fps),
             "source_fps": float(video.fps), "fps_from": fps_from,
-            "height": int(video.frames.shape[1]), "width": int(video.frames.shape[2]),
-            "meta": video.meta, "preprocess": info,
+            "height": int(video.height), "width": int(video.width),
+            "us_regions": video.meta.get("us_regions", ""), "meta": video.meta,
+            "preprocess": info,
         }
         npy_path = Path(npy)
         atomic_write_bytes(npy_path.with_suffix(".json"), json.dumps(record, indent=1).encode())
         atomic_write(npy_path, lambda f: np.save(f, np.ascontiguousarray(frames)))
         return "ok", record
     except VideoReadError as err:
-        return "skip", err.reason
+        return "skip", err.reason.replace(path, "<file>")
     except Exception as err:  # one bad file never stops the run
-        return "skip", f"{type(err).__name__}: {err}"
+        return "skip", f"{type(err).__name__}: {err}".replace(path, "<file>")
 
 
 def check_cache(root: str | Path, prep: Preprocessing) -> None:
@@ -112,28 +115,31 @@ def check_cache(root: str | Path, prep: Preprocessing) -> None:
                          fix="ingest into another folder", keys=CACHE_KEYS)
 
 
-def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, df: pd.DataFrame,
-                      records: dict, skipped: list[tuple[str, str]]) -> None:
-    """Write a cache's manifest.csv, ingest_report.csv and ingest_config.json.
-
-    Args:
-        root: the cache folder (its ``videos/<key>.npy`` files already written).
-        settings: the ingest settings to record (without the salt).
-        prep: the preprocessing record of the cache's frames.
-        df: the input manifest; ``records`` index into it.
-        records: row index -> {"n_frames", "fps", "height", "width", "meta"} of each cached video.
-        skipped: (path, reason) of every video that was not cached.
-    """
-    root = Path(root)
+def cache_rows(df: pd.DataFrame, records: dict, keys: dict, *, keep_source_paths: bool
+               ) -> pd.DataFrame:
+    """The cache's manifest rows: ``df``'s rows of cached videos (``records``: index → sidecar
+    content; ``keys``: index → entry key; ``df._line``: the input manifest's line), ``path``
+    pointing into the cache; the input path kept as ``source`` only with ``keep_source_paths``."""
     rows = df.loc[sorted(records)].copy()
-    rows["source"] = rows["path"]
-    rows["path"] = [f"videos/{video_key(s)}.npy" for s in rows["source"]]
+    if keep_source_paths:
+        rows["source"] = rows["path"]
+    rows["path"] = [f"videos/{keys[i]}.npy" for i in rows.index]
+    rows["manifest_line"] = rows.pop("_line")
     for column in ("n_frames", "fps", "height", "width"):
         rows[column] = [records[i][column] for i in rows.index]
+    rows["us_regions"] = [records[i]["meta"].get("us_regions", "") for i in rows.index]
     rows["_study_uid_hash"] = [records[i]["meta"].get("study_uid_hash") for i in rows.index]
     rows["_patient_id_hash"] = [records[i]["meta"].get("patient_id_hash") for i in rows.index]
+    return rows
+
+
+def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, rows: pd.DataFrame,
+                      report: pd.DataFrame) -> None:
+    """Write a cache's manifest.csv (:func:`cache_rows`), ingest_report.csv (line, reason[,
+    path] per skipped file) and ingest_config.json (``settings``, without the salt, and the
+    preprocessing record); the ``videos/<key>.npy`` files are already written."""
+    root = Path(root)
     atomic_write_bytes(root / "manifest.csv", rows.to_csv(index=False).encode())
-    report = pd.DataFrame(skipped, columns=["path", "reason"])
     atomic_write_bytes(root / "ingest_report.csv", report.to_csv(index=False).encode())
     config = settings | {"preprocessing": prep.to_dict()}
     atomic_write_bytes(root / CONFIG, json.dumps(config, indent=2).encode())

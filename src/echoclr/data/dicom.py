@@ -1,11 +1,15 @@
-"""DICOM cine decoding for :func:`echoclr.data.video.read_video`: pixel data in any transfer
-syntax pydicom's plugins handle, photometric conversion to uint8 grey/RGB, frame rate from Cine
-Rate / Frame Time, and non-identifying metadata (identifiers only as salted hashes).
+"""DICOM cines as a :class:`~echoclr.data.video_types.FrameSource`: the header read without
+pixels (:mod:`echoclr.data.dicom_header`), checked against the pixel data's length, then frames
+decoded from the file one at a time in any transfer syntax pydicom's plugins handle and
+converted to uint8 grey/RGB; frame rate from Cine Rate / Frame Time; non-identifying metadata
+(identifiers only as keyed hashes).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+from collections.abc import Container, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -13,52 +17,116 @@ import pydicom
 import pydicom.encaps
 import pydicom.pixels
 
-from echoclr.data.video_types import Video, VideoReadError, check_size, collapse_gray
+from echoclr.data.dicom_header import DicomHeader, not_an_image, read_header, us_regions
+from echoclr.data.video_types import VideoReadError, check_size, collapse_gray
+
+class DicomSource:
+    """An opened DICOM cine (header checked); :meth:`frames` decodes from the file."""
+
+    def __init__(self, path: Path, header: DicomHeader, salt: str):
+        ds = self.ds = header.ds
+        self.path, self.header = path, header
+        try:
+            self.height, self.width = int(ds.Rows), int(ds.Columns)
+            samples = int(ds.get("SamplesPerPixel", 1) or 1)
+            self.n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+            self.photometric = str(ds.PhotometricInterpretation).strip().upper()
+        except (AttributeError, TypeError, ValueError) as err:
+            raise VideoReadError(path, f"DICOM image header incomplete ({err})") from err
+        if self.n_frames < 1:
+            raise VideoReadError(path, f"NumberOfFrames is {self.n_frames}")
+        self.channels = 3 if samples == 3 or self.photometric == "PALETTE COLOR" else 1
+        self.fps = dicom_fps(ds)
+        self.meta = _dicom_meta(ds, salt, self.n_frames, self.photometric)
+        self._range: tuple[float, float] | None = None
+
+    def frames(self, stop: int | None, keep: Container[int] | None = None
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, uint8 (H, W) or (H, W, 3)) per frame before ``stop`` in ``keep``."""
+        n_use = self.n_frames if stop is None else min(self.n_frames, stop)
+        indices = [i for i in range(n_use) if keep is None or i in keep]
+        monochrome = self.photometric in ("MONOCHROME1", "MONOCHROME2")
+        if monochrome and self._range is None and int(self.ds.get("BitsAllocated", 8)) > 8 and \
+                (self.ds.get("WindowCenter") is None or self.ds.get("WindowWidth") is None):
+            lo, hi = np.inf, -np.inf
+            for _, raw in self._raw(range(n_use)):  # one frame at a time: a pass of its own
+                values = _rescaled(self.ds, raw)
+                lo, hi = min(lo, float(values.min())), max(hi, float(values.max()))
+            self._range = (lo, hi)
+        for i, raw in self._raw(indices):
+            yield i, _dicom_to_uint8(self.path, self.ds, raw, self.photometric, self._range)
+
+    def _raw(self, indices) -> Iterator[tuple[int, np.ndarray]]:
+        """Decoded values per frame; YBR_FULL(_422) as RGB, or its Y plane when the chroma is
+        neutral (gray content)."""
+        syntax = self.header.syntax
+        try:
+            decoder = pydicom.pixels.get_decoder(syntax)
+        except NotImplementedError as err:
+            raise VideoReadError(self.path, f"unsupported transfer syntax "
+                                 f"{syntax.name or syntax}") from err
+        # Pillow's libjpeg-turbo decodes baseline JPEG (most ultrasound) faster than libjpeg.
+        plugin = "pillow" if syntax == pydicom.uid.JPEGBaseline8Bit and \
+            "pillow" in decoder.available_plugins else ""
+        opts = pydicom.pixels.as_pixel_options(self.ds, transfer_syntax_uid=syntax,
+                                               pixel_keyword=self.header.pixel_keyword)
+        if self.header.pixel_vr:
+            opts["pixel_vr"] = self.header.pixel_vr
+        with open(self.path, "rb") as f:
+            for i in indices:
+                f.seek(self.header.pixel_offset)
+                try:
+                    arr, info = decoder.as_array(f, index=i, raw=True, decoding_plugin=plugin,
+                                                 **opts)
+                except Exception:
+                    if not plugin:
+                        raise
+                    f.seek(self.header.pixel_offset)  # a plugin that cannot: pydicom's choice
+                    arr, info = decoder.as_array(f, index=i, raw=True, **opts)
+                if info.get("photometric_interpretation") in ("YBR_FULL", "YBR_FULL_422"):
+                    arr = _ybr_to_rgb_or_gray(arr)
+                yield i, arr
 
 
-def read_dicom(path: Path, max_frames: int | None, salt: str) -> Video:
+def open_dicom(path: Path, max_frames: int | None, salt: str) -> DicomSource:
+    """The header of a DICOM cine, checked (sizes, frame count against the pixel data).
+
+    Raises:
+        VideoReadError: unreadable, no pixel data, inconsistent or too large.
+    """
     try:
-        # Large values (the pixel data) are read only when touched, after the size checks.
-        ds = pydicom.dcmread(path, force=True, defer_size="1 MB")
+        header = read_header(path)
     except Exception as err:
         raise VideoReadError(path, f"unreadable DICOM ({type(err).__name__}: {err})") from err
-    if "PixelData" not in ds:
-        if not ds.preamble and "SOPClassUID" not in ds:
-            raise VideoReadError(path, "not a DICOM file (no DICM preamble, no pixel data)")
-        raise VideoReadError(path, "DICOM has no pixel data (not an image)")
-    try:
-        rows, cols = int(ds.Rows), int(ds.Columns)
-        samples = int(ds.get("SamplesPerPixel", 1) or 1)
-        n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-        photometric = str(ds.PhotometricInterpretation).strip().upper()
-    except (AttributeError, TypeError, ValueError) as err:
-        raise VideoReadError(path, f"DICOM image header incomplete ({err})") from err
-    if n_frames < 1:
-        raise VideoReadError(path, f"NumberOfFrames is {n_frames}")
-    channels = 3 if samples == 3 or photometric == "PALETTE COLOR" else 1
-    check_size(path, n_frames, rows, cols, channels, max_frames)
-    _check_frame_count(path, ds, n_frames)
-    n_use = n_frames if max_frames is None else min(n_frames, max_frames)
-    raw = _decode_dicom(path, ds, n_use)
-    frames = _dicom_to_uint8(path, ds, raw, photometric)
-    return Video(frames, _dicom_fps(ds), _dicom_meta(ds, salt, n_frames, photometric))
+    if reason := not_an_image(header):
+        raise VideoReadError(path, reason)
+    source = DicomSource(path, header, salt)
+    check_size(path, source.n_frames, source.height, source.width, source.channels, max_frames)
+    _check_frame_count(path, header, source.n_frames)
+    return source
 
 
-def _check_frame_count(path: Path, ds: pydicom.Dataset, n_frames: int) -> None:
-    """NumberOfFrames must match what the pixel data holds (catches truncated files too)."""
-    data = ds.PixelData
-    syntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian)
+def _check_frame_count(path: Path, header: DicomHeader, n_frames: int) -> None:
+    """NumberOfFrames must match what the pixel data holds (catches truncated files too); when
+    the length fits another BitsAllocated or SamplesPerPixel instead, name that element."""
+    ds, syntax = header.ds, header.syntax
+    size = path.stat().st_size
     if not syntax.is_encapsulated:
         expected = pydicom.pixels.utils.get_expected_length(ds, unit="bytes")
+        length = min(header.pixel_length, size - header.pixel_offset)
         frame_bytes = expected // n_frames
-        held = len(data) // frame_bytes if frame_bytes else 0
-        if len(data) < expected or held > n_frames:
-            raise VideoReadError(
-                path, f"NumberOfFrames is {n_frames} but the pixel data holds {held} complete "
-                f"frames ({len(data)} bytes, {frame_bytes} per frame)")
+        held = length // frame_bytes if frame_bytes else 0
+        if length < expected or held > n_frames:
+            raise VideoReadError(path, _length_mismatch(ds, n_frames, length, expected, held))
         return
-    offsets = pydicom.encaps.parse_basic_offsets(data)
-    n_fragments = sum(1 for _ in pydicom.encaps.generate_fragments(data))
+    with open(path, "rb") as f:
+        f.seek(header.pixel_offset)
+        offsets = pydicom.encaps.parse_basic_offsets(f)
+        f.seek(header.pixel_offset)
+        try:
+            n_fragments = pydicom.encaps.parse_fragments(f)[0]
+        except (ValueError, EOFError, OSError):
+            n_fragments = 0
     if offsets and len(offsets) != n_frames:
         raise VideoReadError(
             path, f"NumberOfFrames is {n_frames} but the offset table lists {len(offsets)} frames")
@@ -68,39 +136,20 @@ def _check_frame_count(path: Path, ds: pydicom.Dataset, n_frames: int) -> None:
             "compressed fragments (truncated?)")
 
 
-def _decode_dicom(path: Path, ds: pydicom.Dataset, n_use: int) -> np.ndarray:
-    """The first ``n_use`` frames, (n_use, H, W[, 3]); YBR_FULL(_422) converted to RGB here,
-    or kept as its Y plane when every frame's chroma is neutral (gray content)."""
-    syntax = ds.file_meta.get("TransferSyntaxUID", pydicom.uid.ExplicitVRLittleEndian)
-    try:
-        decoder = pydicom.pixels.get_decoder(syntax)
-    except NotImplementedError as err:
-        raise VideoReadError(path, f"unsupported transfer syntax {syntax.name or syntax}") from err
-    # Pillow's libjpeg-turbo decodes baseline JPEG (most ultrasound) faster than libjpeg.
-    plugins = [""]
-    if syntax == pydicom.uid.JPEGBaseline8Bit and "pillow" in decoder.available_plugins:
-        plugins.insert(0, "pillow")
-    for k, plugin in enumerate(plugins):
-        try:
-            frames = [_ybr_to_rgb_or_gray(arr) if info.get("photometric_interpretation") in (
-                "YBR_FULL", "YBR_FULL_422") else arr
-                for arr, info in _iter_decoded(decoder, ds, syntax, n_use, plugin)]
-            break
-        except Exception:  # a plugin that cannot handle this file: fall back to pydicom's choice
-            if k == len(plugins) - 1:
-                raise
-    if any(f.ndim == 3 for f in frames) and any(f.ndim == 2 for f in frames):
-        frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1) for f in frames]
-    return np.stack(frames)
-
-
-def _iter_decoded(decoder, ds: pydicom.Dataset, syntax, n_use: int, plugin: str):
-    """(array, info) per frame, undecoded colour space (raw=True)."""
-    if syntax.is_encapsulated:
-        yield from decoder.iter_array(ds, indices=range(n_use), raw=True, decoding_plugin=plugin)
-    else:  # frame by frame: pydicom 3.0's iter_array miscounts native YBR_FULL_422 frames
-        for i in range(n_use):
-            yield decoder.as_array(ds, index=i, raw=True)
+def _length_mismatch(ds: pydicom.Dataset, n_frames: int, length: int, expected: int,
+                     held: int) -> str:
+    """The sentence for native pixel data whose length disagrees with the header."""
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    for name, have, other in (("BitsAllocated", bits, 8 if bits == 16 else 16),
+                              ("SamplesPerPixel", samples, 1 if samples == 3 else 3)):
+        if length == expected * other // have:
+            return (f"{name} is {have} but the pixel data holds {length} bytes, what {name} "
+                    f"{other} needs for the {n_frames} declared frames of {ds.Columns}x{ds.Rows} "
+                    f"(the header's {name} is wrong)")
+    frame_bytes = expected // n_frames
+    return (f"NumberOfFrames is {n_frames} but the pixel data holds {held} complete frames "
+            f"({length} bytes, {frame_bytes} per frame)")
 
 
 def _ybr_to_rgb_or_gray(ybr: np.ndarray) -> np.ndarray:
@@ -116,48 +165,55 @@ def _ybr_to_rgb_or_gray(ybr: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray,
-                    photometric: str) -> np.ndarray:
-    """(T, H, W[, 3]) decoded values → uint8; monochrome windowed or min-max scaled."""
+def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray, photometric: str,
+                    value_range: tuple[float, float] | None) -> np.ndarray:
+    """One frame's decoded values → uint8 (H, W) or (H, W, 3); monochrome windowed, or scaled
+    over ``value_range`` (the whole video's min and max after rescale)."""
     if photometric == "PALETTE COLOR":
         rgb = pydicom.pixels.apply_color_lut(raw, ds)
         return rgb if rgb.dtype == np.uint8 else (rgb >> 8).astype(np.uint8)  # 16-bit LUT
     if photometric in ("MONOCHROME1", "MONOCHROME2"):
-        gray = raw if raw.dtype == np.uint8 else _scale_monochrome(ds, raw)
+        gray = raw if raw.dtype == np.uint8 else _scale_monochrome(ds, raw, value_range)
         return 255 - gray if photometric == "MONOCHROME1" else gray
-    # RGB; YBR_FULL(_422) converted by _decode_dicom, YBR_RCT/ICT by the JPEG 2000 decoder.
+    # RGB; YBR_FULL(_422) converted by _raw, YBR_RCT/ICT by the JPEG 2000 decoder.
     if photometric not in ("RGB", "YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"):
         raise VideoReadError(path, f"unsupported photometric interpretation {photometric}")
-    if raw.ndim == 3 and raw.dtype == np.uint8:  # YBR with neutral chroma: gray already
+    if raw.ndim == 2 and raw.dtype == np.uint8:  # YBR with neutral chroma: gray already
         return raw
-    if raw.ndim != 4 or raw.shape[-1] != 3:
+    if raw.ndim != 3 or raw.shape[-1] != 3:
         raise VideoReadError(
-            path, f"{photometric} pixel data has shape {raw.shape[1:]}, not (H, W, 3)")
+            path, f"{photometric} pixel data has shape {raw.shape}, not (H, W, 3)")
     if raw.dtype == np.uint8:
-        return collapse_gray(raw)
+        return collapse_gray(raw[None])[0]
     scale = 255.0 / (2 ** int(ds.get("BitsStored", 8 * raw.itemsize)) - 1)
     return (raw.astype(np.float32) * scale).round().clip(0, 255).astype(np.uint8)
 
 
-def _scale_monochrome(ds: pydicom.Dataset, raw: np.ndarray) -> np.ndarray:
-    """Window (WindowCenter/Width after rescale) if given, else min-max over the whole video."""
+def _rescaled(ds: pydicom.Dataset, raw: np.ndarray) -> np.ndarray:
     values = raw.astype(np.float32)
     if "RescaleSlope" in ds or "RescaleIntercept" in ds:
         slope = float(ds.get("RescaleSlope", 1) or 1)
         values = values * slope + float(ds.get("RescaleIntercept", 0) or 0)
+    return values
+
+
+def _scale_monochrome(ds: pydicom.Dataset, raw: np.ndarray,
+                      value_range: tuple[float, float] | None) -> np.ndarray:
+    """Window (WindowCenter/Width after rescale) if given, else min-max over the whole video."""
+    values = _rescaled(ds, raw)
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None:
         center = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
         width = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
         lo, hi = center - width / 2, center + width / 2
     else:
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = value_range
     if hi <= lo:
         return np.zeros(raw.shape, dtype=np.uint8)
     return ((values - lo) * (255.0 / (hi - lo))).round().clip(0, 255).astype(np.uint8)
 
 
-def _dicom_fps(ds: pydicom.Dataset) -> float | None:
+def dicom_fps(ds: pydicom.Dataset) -> float | None:
     """Cine Rate (0018,0040), else 1000 / Frame Time (0018,1063) ms, else the display rate."""
     for keyword, to_fps in (("CineRate", float), ("FrameTime", lambda ms: 1000.0 / float(ms)),
                             ("RecommendedDisplayFrameRate", float)):
@@ -187,6 +243,7 @@ def _dicom_meta(ds: pydicom.Dataset, salt: str, n_frames: int, photometric: str)
         "patient_id_hash": hash_identifier(ds.get("PatientID"), salt),
         "regions": boxes,
         "region_spatial_formats": formats,  # 1 = 2D tissue, 2 = M-mode, 3 = spectral, ...
+        "us_regions": us_regions(ds),  # "2d", "2d+colour", "2d+doppler", ... ("" unknown)
         "photometric_interpretation": photometric,
         "transfer_syntax": str(ds.file_meta.get("TransferSyntaxUID", "")),
         "modality": str(ds.get("Modality", "")),
@@ -195,8 +252,10 @@ def _dicom_meta(ds: pydicom.Dataset, salt: str, n_frames: int, photometric: str)
 
 
 def hash_identifier(value: object, salt: str) -> str | None:
-    """Salted SHA-256 hex of an identifier, truncated to 16; None for a missing/blank value."""
-    text = "" if value is None else str(value).strip()
+    """Keyed pseudonym of an identifier: HMAC-SHA256 with ``salt`` as the key, 16 hex digits;
+    None for a missing/blank value. The one hash of identifiers (DICOM tags, manifest ids)."""
+    missing = value is None or (isinstance(value, float) and value != value)  # None or NaN
+    text = "" if missing else str(value).strip()
     if not text:
         return None
-    return hashlib.sha256((salt + text).encode("utf-8")).hexdigest()[:16]
+    return hmac.new(salt.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]

@@ -51,10 +51,14 @@ def estimate_fan(frames: np.ndarray) -> FanEstimate:
         or blank video, or when no moving region covers ``MIN_FAN_FRACTION`` of the image.
     """
     frames = to_grayscale(frames)
-    shape = frames.shape[1:]
     if len(frames) < 2:
-        return _fallback(shape, "single frame: no motion to locate the fan")
-    std = temporal_std(frames)
+        return _fallback(frames.shape[1:], "single frame: no motion to locate the fan")
+    return fan_from_std(temporal_std(frames))
+
+
+def fan_from_std(std: np.ndarray) -> FanEstimate:
+    """The fan from per-pixel temporal std (H, W) of two or more frames (see estimate_fan)."""
+    shape = std.shape
     if not std.any():
         return _fallback(shape, "no pixel changes over time (still or blank video)")
     moving = std > max(MIN_STD, REL_STD * float(np.percentile(std[std > 0], 99)))
@@ -81,18 +85,39 @@ def open_square(mask: np.ndarray, width: int) -> np.ndarray:
     return ndimage.maximum_filter(eroded, size=width, mode="nearest").astype(bool)
 
 
+def std_positions(n_frames: int) -> np.ndarray:
+    """The at most MAX_STD_FRAMES evenly spaced frames (of ``n_frames``) the std is taken over."""
+    n = min(n_frames, MAX_STD_FRAMES)
+    return np.unique(np.linspace(0, n_frames - 1, n).round().astype(int))
+
+
+class TemporalStd:
+    """Per-pixel std over time, accumulated one frame at a time (no (T, H, W) float copy); the
+    sums are of integers, so exact in float64 whatever the order."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.s1 = np.zeros(shape, np.float64)
+        self.s2 = np.zeros(shape, np.float64)
+        self.n = 0
+
+    def add(self, frame: np.ndarray, times: int = 1) -> None:
+        f = frame.astype(np.float64)
+        self.s1 += f * times if times > 1 else f
+        f *= f
+        self.s2 += f * times if times > 1 else f
+        self.n += times
+
+    def std(self) -> np.ndarray:
+        mean = self.s1 / self.n
+        return np.sqrt(np.maximum(self.s2 / self.n - mean * mean, 0.0)).astype(np.float32)
+
+
 def temporal_std(frames: np.ndarray) -> np.ndarray:
     """Per-pixel std over time of uint8 (T, H, W), from at most MAX_STD_FRAMES spaced frames."""
-    n = min(len(frames), MAX_STD_FRAMES)
-    idx = np.unique(np.linspace(0, len(frames) - 1, n).round().astype(int))
-    s1 = np.zeros(frames.shape[1:], np.float64)
-    s2 = np.zeros(frames.shape[1:], np.float64)
-    for i in idx:  # one frame at a time: no (T, H, W) float copy
-        f = frames[i].astype(np.float64)
-        s1 += f
-        s2 += f * f
-    mean = s1 / len(idx)
-    return np.sqrt(np.maximum(s2 / len(idx) - mean * mean, 0.0)).astype(np.float32)
+    acc = TemporalStd(frames.shape[1:])
+    for i in std_positions(len(frames)):
+        acc.add(frames[i])
+    return acc.std()
 
 
 def convex_hull_mask(component: np.ndarray) -> np.ndarray | None:

@@ -9,43 +9,24 @@ nested and stratified, as in Holste et al. 2024.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import errno
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from echoclr.data.problems import FILE_KIND, ManifestError, ManifestProblem, line_of
+
 REQUIRED_COLUMNS = ("path", "study_id")
 KNOWN_COLUMNS = (
     "path", "study_id", "patient_id", "view", "split", "fps",
-    "source", "n_frames", "height", "width",
+    "source", "n_frames", "height", "width", "manifest_line", "us_regions",
+    # header facts `echoclr scan` records
+    "view_hint", "photometric", "transfer_syntax", "manufacturer", "device_model",
 )
 SPLITS = ("train", "val", "test", "ext_test")
-
-
-@dataclass(frozen=True)
-class ManifestProblem:
-    """One problem found in a manifest; ``row`` is the 1-based CSV line of data (None: whole file)."""
-
-    row: int | None
-    column: str | None
-    reason: str
-
-    def __str__(self) -> str:
-        where = "manifest" if self.row is None else f"row {self.row}"
-        col = f" [{self.column}]" if self.column else ""
-        return f"{where}{col}: {self.reason}"
-
-
-class ManifestError(ValueError):
-    """Raised with every problem of a manifest listed, one per line."""
-
-    def __init__(self, source: str | Path, problems: list[ManifestProblem]):
-        self.source = str(source)
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{source}: {len(problems)} problem(s) in the manifest:\n{lines}")
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
@@ -77,57 +58,98 @@ def resolve_path(path: str, root: str | Path) -> Path:
     return p if p.is_absolute() else Path(root) / p
 
 
+def canonical_path(path: str, root: str | Path) -> str:
+    """The one spelling of a manifest path: absolute, normalised, symlinks followed (``x.avi``,
+    ``./x.avi``, ``d/../x.avi`` and the absolute path are one file). Never raises."""
+    return os.path.realpath(resolve_path(path, root))
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why a listed file cannot be read (missing, a symlink loop, not a regular file), or None."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as err:
+        return "symlink loop" if err.errno == errno.ELOOP else f"file not readable ({err.strerror})"
+    return None if stat.S_ISREG(st.st_mode) else "not a regular file"
+
+
 def validate_manifest(
     df: pd.DataFrame, root: str | Path | None = None, *, check_files: bool = True,
     allowed_roots: list[str | Path] | None = None,
 ) -> list[ManifestProblem]:
-    """Every problem of a manifest, each with its row (1-based data row; header excluded).
+    """Every problem of a manifest, each with the line an editor shows (header: line 1).
 
-    Checks: required columns, blank ids, missing files (when ``check_files`` and ``root``),
-    paths outside ``allowed_roots`` (when given), duplicate paths, non-binary labels, a study
+    Checks: required columns, blank ids, missing or unreadable files (kind ``"file"``, when
+    ``check_files`` and ``root``), paths outside ``allowed_roots`` (when given), one file listed
+    twice under any spelling (when ``root``; else the same string), non-binary labels, a study
     whose rows disagree on a label, a patient in two splits (leakage), unknown split names.
     """
     problems: list[ManifestProblem] = []
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         return [ManifestProblem(None, c, "required column missing") for c in missing]
-    rows = np.arange(1, len(df) + 1)
+    lines = np.arange(len(df)) + line_of(0)
     for col in ("path", "study_id", "patient_id"):
         if col in df.columns:
-            for r in rows[df[col].isna().to_numpy()]:
-                problems.append(ManifestProblem(int(r), col, "blank"))
+            for r in lines[df[col].isna().to_numpy()]:
+                problems.append(ManifestProblem(int(r), col, "blank", "blank"))
+    keys = df["path"]
     if root is not None:
-        roots = [Path(a).resolve() for a in allowed_roots] if allowed_roots else None
-        for r, p in zip(rows, df["path"]):
-            if not isinstance(p, str):
-                continue
-            full = resolve_path(p, root)
-            if roots is not None and not any(full.resolve().is_relative_to(a) for a in roots):
-                problems.append(ManifestProblem(int(r), "path", f"{p} is outside the allowed roots"))
-            elif check_files and not full.is_file():
-                problems.append(ManifestProblem(int(r), "path", f"file not found: {p}"))
-    dup = df["path"].duplicated(keep="first") & df["path"].notna()
-    for r, p in zip(rows[dup.to_numpy()], df["path"][dup]):
-        problems.append(ManifestProblem(int(r), "path", f"duplicate path {p}"))
+        keys = pd.Series([canonical_path(p, root) if isinstance(p, str) else None
+                          for p in df["path"]], index=df.index)
+        problems += _path_problems(df["path"], keys, lines, root, check_files, allowed_roots)
+    first: dict[str, int] = {}
+    for r, p, key in zip(lines, df["path"], keys):
+        if not isinstance(p, str):
+            continue
+        if key in first:
+            problems.append(ManifestProblem(
+                int(r), "path", f"duplicate path {p} (the file of line {first[key]})",
+                "duplicate path", f"{p!r} (first on line {first[key]})"))
+        else:
+            first[key] = int(r)
     for col in label_columns(df):
         values = pd.to_numeric(df[col], errors="coerce")
-        bad = (df[col].notna() & ~values.isin([0, 1])).to_numpy()
-        for r, v in zip(rows[bad], df[col][bad]):
-            problems.append(ManifestProblem(int(r), col, f"label {v!r} is not 0, 1 or blank"))
+        # pandas reads true/false as booleans: text labels all the same, refused with yes/no.
+        text = df[col].map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(bool)
+        bad = (df[col].notna() & ~values.isin([0, 1])).to_numpy() | text
+        for r, v in zip(lines[bad], df[col][bad]):
+            v = str(v).lower() if isinstance(v, (bool, np.bool_)) else v
+            problems.append(ManifestProblem(int(r), col, f"label {v!r} is not 0, 1 or blank",
+                                            "non-binary label", repr(v)))
         per_study = values.where(~bad).groupby(df["study_id"]).nunique()
         for study in per_study.index[per_study > 1]:
-            first = int(rows[(df["study_id"] == study).to_numpy()][0])
-            problems.append(ManifestProblem(first, col, f"study {study} has conflicting labels"))
+            at = int(lines[(df["study_id"] == study).to_numpy()][0])
+            problems.append(ManifestProblem(at, col, f"study {study} has conflicting labels"))
     if "split" in df.columns:
         bad_split = df["split"].notna() & ~df["split"].isin(SPLITS)
-        for r, s in zip(rows[bad_split.to_numpy()], df["split"][bad_split]):
-            problems.append(ManifestProblem(int(r), "split", f"unknown split {s!r} (use {SPLITS})"))
+        for r, s in zip(lines[bad_split.to_numpy()], df["split"][bad_split]):
+            problems.append(ManifestProblem(int(r), "split", f"unknown split {s!r} (use {SPLITS})",
+                                            "unknown split", repr(s)))
         n_splits = df.dropna(subset=["split"]).groupby("patient_id")["split"].nunique()
         for patient in n_splits.index[n_splits > 1]:
-            first = int(rows[(df["patient_id"] == patient).to_numpy()][0])
+            at = int(lines[(df["patient_id"] == patient).to_numpy()][0])
             splits = sorted(df.loc[df["patient_id"] == patient, "split"].dropna().unique())
             problems.append(ManifestProblem(
-                first, "split", f"patient {patient} appears in splits {splits} (leakage)"))
+                at, "split", f"patient {patient} appears in splits {splits} (leakage)"))
+    return problems
+
+
+def _path_problems(paths: pd.Series, keys: pd.Series, lines: np.ndarray, root, check_files: bool,
+                   allowed_roots) -> list[ManifestProblem]:
+    """Rows outside the allowed roots, and rows whose file cannot be read (kind "file")."""
+    roots = [os.path.realpath(a) for a in allowed_roots] if allowed_roots else None
+    problems = []
+    for r, p, key in zip(lines, paths, keys):
+        if not isinstance(p, str):
+            continue
+        if roots is not None and not any(Path(key).is_relative_to(a) for a in roots):
+            problems.append(ManifestProblem(int(r), "path", f"{p} is outside the allowed roots",
+                                            "outside"))
+        elif check_files and (why := file_problem(resolve_path(p, root))):
+            problems.append(ManifestProblem(int(r), "path", f"{why}: {p}", FILE_KIND, why))
     return problems
 
 
@@ -142,42 +164,6 @@ def _study_table(df: pd.DataFrame, label: str | None) -> pd.DataFrame:
     """One row per study: study_id, patient_id and (if given) the study's label."""
     cols = ["study_id", "patient_id"] + ([label] if label else [])
     return df[cols].drop_duplicates("study_id").reset_index(drop=True)
-
-
-def assign_splits(
-    df: pd.DataFrame, *, stratify: str | None = None, seed: int = 0,
-    fractions: tuple[float, float, float] = (0.75, 0.10, 0.15),
-) -> pd.DataFrame:
-    """Return a copy with a ``split`` column drawn by **patient**: train/val/test.
-
-    Patients are stratified by ``stratify``, one label column or several joined by commas (a
-    patient is positive if any of its studies is; unlabeled patients form their own stratum) and shuffled with ``seed``; within each stratum
-    the first ``fractions[0]`` go to train, the next ``fractions[1]`` to val, the rest to test.
-    Rows that already carry a split keep it.
-    """
-    if not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"split fractions {fractions} must sum to 1")
-    out = df.copy()
-    out["split"] = (out["split"] if "split" in out.columns else None)
-    out["split"] = out["split"].astype(object).where(out["split"].notna(), None)
-    todo = out["split"].isna()
-    patients = out.loc[todo, ["patient_id"]].drop_duplicates()
-    patients["stratum"] = ""
-    for column in (stratify.split(",") if stratify else []):
-        lab = pd.to_numeric(out.loc[todo, column.strip()], errors="coerce")
-        per_patient = lab.groupby(out.loc[todo, "patient_id"]).max()
-        patients["stratum"] += patients["patient_id"].map(per_patient).fillna(-1).astype(str) + "|"
-    rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for _, group in patients.groupby("stratum", sort=True):
-        ids = group["patient_id"].to_numpy()
-        ids = ids[rng.permutation(len(ids))]
-        n_train = int(round(fractions[0] * len(ids)))
-        n_val = int(round(fractions[1] * len(ids)))
-        for i, pid in enumerate(ids):
-            assignment[pid] = "train" if i < n_train else "val" if i < n_train + n_val else "test"
-    out.loc[todo, "split"] = out.loc[todo, "patient_id"].map(assignment)
-    return out
 
 
 def label_fraction_studies(

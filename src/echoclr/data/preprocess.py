@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from echoclr.data.fan import estimate_fan, region_mask
+from echoclr.data.fan import FanEstimate, estimate_fan, region_mask
 from echoclr.data.video_types import Video, VideoReadError, to_grayscale
 
 DEFAULT_FPS = 30.0  # Hz, when neither the file nor the manifest gives a rate (as the paper)
 PREPROCESSING_VERSION = 1  # bump when preprocess() changes what it writes
 TISSUE_2D = 1  # RegionSpatialFormat of a 2D tissue region (the only kind used as a mask)
+CHUNK_BYTES = 32 * 1024**2  # float32 temporaries of one chunk of frames resized at once
 INPUT_KEYS = ("version", "size", "target_fps")  # what a model's input frames depend on
 CACHE_KEYS = (*INPUT_KEYS, "max_frames")  # ... and what a cache's files depend on
 
@@ -106,28 +107,46 @@ def resample_time(frames: np.ndarray, fps: float, target_fps: float) -> np.ndarr
     return frames[idx]
 
 
-def prepare(video: Video, prep: Preprocessing, *, path,
-            manifest_fps: float | None = None) -> tuple[np.ndarray, dict, str]:
-    """The frame-rate rule, then :func:`preprocess`: what ``ingest`` stores and ``predict`` scores.
-
-    The rate is the file's, else the manifest's, else ``prep.default_fps``; ``video.fps`` is set
-    to it.
+def frame_rate(file_fps: float | None, manifest_fps: float | None, prep: Preprocessing, *,
+               path) -> tuple[float, str]:
+    """The frame-rate rule: the file's rate, else the manifest's, else ``prep.default_fps``.
 
     Returns:
-        uint8 (T, size, size) frames, the preprocessing info, and where the rate came from
-        ("file", "manifest" or "default").
+        the rate (Hz) and where it came from ("file", "manifest" or "default").
 
     Raises:
         VideoReadError: slower than ``prep.min_fps`` (Doppler strips, stills).
     """
-    fps_from = "file" if video.fps else "manifest" if manifest_fps else "default"
-    fps = video.fps or manifest_fps or prep.default_fps
+    fps_from = "file" if file_fps else "manifest" if manifest_fps else "default"
+    fps = file_fps or manifest_fps or prep.default_fps
     if prep.min_fps and fps < prep.min_fps:
         raise VideoReadError(path, f"fps {fps:g} < {prep.min_fps:g}")
-    video.fps = fps
+    return fps, fps_from
+
+
+def prepare(video: Video, prep: Preprocessing, *, path,
+            manifest_fps: float | None = None) -> tuple[np.ndarray, dict, str]:
+    """The frame-rate rule (:func:`frame_rate`; ``video.fps`` is set to it), then
+    :func:`preprocess`, for frames already decoded.
+
+    Returns:
+        uint8 (T, size, size) frames, the preprocessing info, and where the rate came from.
+    """
+    video.fps, fps_from = frame_rate(video.fps, manifest_fps, prep, path=path)
     frames, info = preprocess(video, size=prep.size, max_frames=prep.max_frames,
                               target_fps=prep.target_fps)
     return frames, info, fps_from
+
+
+def kept_frames(n_frames: int, fps: float, prep: Preprocessing) -> np.ndarray:
+    """Which of ``n_frames`` decoded frames the output's frames are (resampled to
+    ``prep.target_fps``, then the first ``prep.max_frames``); a frame may repeat."""
+    idx = np.arange(n_frames)
+    if prep.target_fps and abs(fps - prep.target_fps) > 1e-6:
+        idx = resample_time(idx, fps, prep.target_fps)
+    return idx[:prep.max_frames]
+
+
 def preprocess(video: Video, *, size: int, max_frames: int,
                target_fps: float | None = None) -> tuple[np.ndarray, dict]:
     """Grayscale, mask outside the fan, crop to the fan, pad to a square, area-resize.
@@ -151,38 +170,59 @@ def preprocess(video: Video, *, size: int, max_frames: int,
     frames = video.frames
     if target_fps and video.fps and abs(video.fps - target_fps) > 1e-6:
         frames = resample_time(frames, video.fps, target_fps)
-    gray = to_grayscale(frames[:max_frames])
-    mask, method, reason = _video_mask(gray, video.meta)
-    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-    crop = gray[:, y0:y1, x0:x1] * mask[None, y0:y1, x0:x1]
-    side = max(y1 - y0, x1 - x0)
-    top, left = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
-    pad = (top, side - (y1 - y0) - top, left, side - (x1 - x0) - left)
-    square = np.pad(crop, ((0, 0), pad[:2], pad[2:]))
-    info = {
-        "mask_method": method, "mask_reason": reason, "mask_fraction": round(float(mask.mean()), 4),
-        "crop_box": [x0, y0, x1, y1], "pad": list(pad), "original_shape": list(video.frames.shape),
-    }
-    return resize_area(square, size), info
+    out, info = reduce_video(to_grayscale(frames[:max_frames]), video.meta, size)
+    return out, info | {"original_shape": list(video.frames.shape)}
 
 
-def _video_mask(gray: np.ndarray, meta: dict) -> tuple[np.ndarray, str, str]:
-    """(mask, method, reason): region ∩ fan, else the region, else the fan, else everything."""
+def reduce_video(gray: np.ndarray, meta: dict, size: int) -> tuple[np.ndarray, dict]:
+    """The fan and mask of uint8 (T, H, W) gray frames, then each frame masked, cropped, padded
+    and resized, a few frames at a time: (T, size, size) and the mask info."""
+    mask, info = video_mask(estimate_fan(gray), meta)
+    out = np.empty((len(gray), size, size), np.uint8)
+    step = chunk_frames(gray.shape[1:])
+    for t in range(0, len(gray), step):
+        out[t:t + step] = reduce_frames(gray[t:t + step], mask, info, size)
+    return out, info
+
+
+def chunk_frames(shape: tuple[int, ...]) -> int:
+    """Frames of (H, W) processed at once: up to 16, fewer for large frames (CHUNK_BYTES)."""
+    return max(1, min(16, CHUNK_BYTES // (4 * shape[-2] * shape[-1])))
+
+
+def video_mask(fan: FanEstimate, meta: dict) -> tuple[np.ndarray, dict]:
+    """The mask (region ∩ fan, else the region, else the fan, else everything) and its info:
+    ``mask_method``, ``mask_reason``, ``mask_fraction``, ``crop_box``, ``pad``."""
     boxes = meta.get("regions") or []
     formats = meta.get("region_spatial_formats")
     if formats is not None and len(formats) == len(boxes):
         boxes = [b for b, f in zip(boxes, formats, strict=True) if f == TISSUE_2D]
-    region = region_mask(gray.shape, boxes)
-    fan = estimate_fan(gray)
+    region = region_mask(fan.mask.shape, boxes)
     if region is None:
-        return (fan.mask, "fan", "") if fan.ok else (fan.mask, "none", fan.reason)
-    if not fan.ok:
-        return region, "region", fan.reason
-    both = region & fan.mask
-    if both.mean() < 0.5 * fan.mask.mean():  # the header box misses most of the fan
-        return fan.mask, "fan", "DICOM region box misses most of the moving fan"
-    return both, "region+fan", ""
+        mask, method, reason = (fan.mask, "fan", "") if fan.ok else (fan.mask, "none", fan.reason)
+    elif not fan.ok:
+        mask, method, reason = region, "region", fan.reason
+    elif (region & fan.mask).mean() < 0.5 * fan.mask.mean():  # the box misses most of the fan
+        mask, method, reason = fan.mask, "fan", "DICOM region box misses most of the moving fan"
+    else:
+        mask, method, reason = region & fan.mask, "region+fan", ""
+    ys, xs = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    side = max(y1 - y0, x1 - x0)
+    top, left = (side - (y1 - y0)) // 2, (side - (x1 - x0)) // 2
+    pad = (top, side - (y1 - y0) - top, left, side - (x1 - x0) - left)
+    return mask, {"mask_method": method, "mask_reason": reason,
+                  "mask_fraction": round(float(mask.mean()), 4), "crop_box": [x0, y0, x1, y1],
+                  "pad": list(pad)}
+
+
+def reduce_frames(gray: np.ndarray, mask: np.ndarray, info: dict, size: int) -> np.ndarray:
+    """Mask, crop, pad and area-resize uint8 (n, H, W) gray frames as ``info`` says: (n, size,
+    size); each frame independently, so any chunking gives the same frames."""
+    x0, y0, x1, y1 = info["crop_box"]
+    top, bottom, left, right = info["pad"]
+    crop = gray[:, y0:y1, x0:x1] * mask[None, y0:y1, x0:x1]
+    return resize_area(np.pad(crop, ((0, 0), (top, bottom), (left, right))), size)
 
 
 def resize_area(frames: np.ndarray, size: int) -> np.ndarray:
@@ -193,10 +233,11 @@ def resize_area(frames: np.ndarray, size: int) -> np.ndarray:
     pools that oversubscribe the cores when several ingest workers run.
     """
     out = np.empty((len(frames), size, size), np.uint8)
-    for t in range(0, len(frames), 16):  # chunks bound the float32 temporaries
-        x = _area_resize_last_axis(frames[t:t + 16], size)  # (n, h, size)
+    step = chunk_frames(frames.shape)
+    for t in range(0, len(frames), step):  # chunks bound the float32 temporaries
+        x = _area_resize_last_axis(frames[t:t + step], size)  # (n, h, size)
         x = _area_resize_last_axis(x.transpose(0, 2, 1), size).transpose(0, 2, 1)
-        out[t:t + 16] = np.clip(np.rint(x), 0, 255)
+        out[t:t + step] = np.clip(np.rint(x), 0, 255)
     return out
 
 

@@ -11,12 +11,15 @@ as a plain pip wheel. Measured with ``benchmarks/bench_ingest.py`` on one core: 
 frames/s (640x480 MJPG) and 3790 vs 3251 frames/s (112x112) for PyAV vs ``cv2.VideoCapture``.
 
 Every failure raises :class:`VideoReadError` naming the file and the reason; absurd sizes are
-refused from the header, before any pixel is decoded.
+refused from the header, before any pixel is decoded. :func:`open_video` gives a
+:class:`~echoclr.data.video_types.FrameSource` that decodes one frame at a time (what ingest's
+bounded-memory path reads); :func:`read_video` stacks its frames.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,22 +27,51 @@ import av
 import numpy as np
 
 from echoclr.atomic import atomic_write
-from echoclr.data.dicom import read_dicom
+from echoclr.data.dicom import open_dicom
+from echoclr.data.dicom_header import is_dicom
 from echoclr.data.video_types import (
-    MAX_DECODED_BYTES, MAX_FRAMES, Video, VideoReadError, check_size,
+    MAX_DECODED_BYTES, MAX_FRAMES, FrameSource, Video, VideoReadError, check_size, stack_frames,
 )
 
-DICOM_SUFFIXES = (".dcm", ".dicom")
+__all__ = ["is_dicom", "open_video", "read_video", "write_video"]
+# Demuxers of bare streams: they store no frame rate, FFmpeg makes one up (25 fps).
+BARE_STREAMS = {"mjpeg", "mpjpeg", "image2", "image2pipe", "rawvideo", "h261", "h263", "h264",
+                "hevc", "vvc", "mpegvideo", "m4v", "cavsvideo", "dirac", "vc1", "avs2", "avs3"}
+
+
+def open_video(path: str | os.PathLike, *, max_frames: int | None = None,
+               salt: str = "") -> FrameSource:
+    """Open a DICOM cine (detected by its "DICM" preamble or a .dcm suffix), AVI or MP4 and check
+    its header (sizes, frame count); frames are decoded later, one at a time.
+
+    Raises:
+        VideoReadError: missing, empty, not a video, inconsistent or too large.
+    """
+    path = Path(path)
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
+    try:
+        if not path.is_file():
+            raise VideoReadError(path, "no such file")
+        if path.stat().st_size == 0:
+            raise VideoReadError(path, "empty file (0 bytes)")
+        if is_dicom(path):
+            return open_dicom(path, max_frames, salt)
+        return AVSource(path, max_frames)
+    except VideoReadError:
+        raise
+    except Exception as err:  # a decoder's own exception: report it against the file
+        raise VideoReadError(path, f"{type(err).__name__}: {err}") from err
 
 
 def read_video(path: str | os.PathLike, *, max_frames: int | None = None, salt: str = "") -> Video:
-    """Decode a DICOM cine (detected by its "DICM" preamble or a .dcm suffix), AVI or MP4.
+    """Decode a DICOM cine, AVI or MP4 whole (up to ``max_frames``).
 
     Args:
         path: the file.
         max_frames: decode only the first ``max_frames`` frames (None: all).
-        salt: prepended to DICOM identifiers before hashing (``study_uid_hash``,
-            ``patient_id_hash``: SHA-256 hex truncated to 16); identifiers never appear in clear.
+        salt: key of the DICOM identifiers' pseudonyms (``study_uid_hash``, ``patient_id_hash``:
+            HMAC-SHA256, 16 hex digits); identifiers never appear in clear.
 
     Returns:
         :class:`Video` with frames uint8 (T, H, W) or (T, H, W, 3) RGB (RGB whose channels
@@ -49,32 +81,16 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None, salt: 
     Raises:
         VideoReadError: missing, empty, not a video, truncated, inconsistent or too large.
     """
-    path = Path(path)
-    if max_frames is not None and max_frames < 1:
-        raise ValueError(f"max_frames must be >= 1 or None, got {max_frames}")
-    if not path.is_file():
-        raise VideoReadError(path, "no such file")
-    if path.stat().st_size == 0:
-        raise VideoReadError(path, "empty file (0 bytes)")
+    source = open_video(path, max_frames=max_frames, salt=salt)
     try:
-        if is_dicom(path):
-            return read_dicom(path, max_frames, salt)
-        return _read_av(path, max_frames)
+        frames = [f for _, f in source.frames(max_frames)]
     except VideoReadError:
         raise
     except MemoryError as err:
         raise VideoReadError(path, "out of memory while decoding") from err
     except Exception as err:  # a decoder's own exception: report it against the file
         raise VideoReadError(path, f"{type(err).__name__}: {err}") from err
-
-
-def is_dicom(path: str | os.PathLike) -> bool:
-    """True for a file with the DICOM "DICM" preamble, or any file ending in .dcm/.dicom."""
-    with open(path, "rb") as f:
-        f.seek(128)
-        if f.read(4) == b"DICM":
-            return True
-    return Path(path).suffix.lower() in DICOM_SUFFIXES
+    return Video(stack_frames(frames), source.fps, source.meta)
 
 
 # --- PyAV (AVI, MP4, ...) -------------------------------------------------------------------
@@ -84,56 +100,65 @@ def _container_name(fmt_name: str) -> str:
     return "mp4" if "mp4" in names else names[0]
 
 
-def _read_av(path: Path, max_frames: int | None) -> Video:
-    try:
-        container = av.open(str(path), metadata_errors="ignore")
-    except av.FFmpegError as err:
-        raise VideoReadError(path, f"not a readable video ({err.strerror or err})") from err
-    with container:
-        if not container.streams.video:
-            raise VideoReadError(path, "no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        fps = float(rate) if rate else None
-        declared = stream.frames or _estimate_frames(stream, container, fps)
-        height, width = stream.codec_context.height, stream.codec_context.width
-        check_size(path, declared or 0, height, width, 3, max_frames)
-        frames = _decode_av(path, container, stream, max_frames)
-        meta = {"source_format": _container_name(container.format.name),
-                "codec": stream.codec_context.name, "n_frames_declared": declared}
-    if not frames:
-        raise VideoReadError(path, "no decodable frames")
-    if stream.frames and len(frames) < min(stream.frames, max_frames or stream.frames):
-        raise VideoReadError(
-            path, f"truncated: the header declares {declared} frames, only {len(frames)} decode")
-    return Video(np.stack(frames), fps, meta)
+class AVSource:
+    """An AVI/MP4 (any container PyAV reads that stores a frame rate), header checked."""
 
+    def __init__(self, path: Path, max_frames: int | None):
+        self.path = path
+        try:
+            container = av.open(str(path), metadata_errors="ignore")
+        except av.FFmpegError as err:
+            raise VideoReadError(path, f"not a readable video ({err.strerror or err})") from err
+        with container:
+            fmt = container.format.name
+            if fmt in BARE_STREAMS or fmt.endswith("_pipe"):
+                raise VideoReadError(path, f"a bare {fmt} stream, not a video container: it "
+                                     "stores no frame rate (FFmpeg would assume 25 fps); "
+                                     "wrap it in AVI/MP4 with its real rate")
+            if not container.streams.video:
+                raise VideoReadError(path, "no video stream")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+            self.fps = float(rate) if rate else None
+            self.declared = stream.frames or None
+            self.n_frames = self.declared
+            estimate = self.declared or _estimate_frames(stream, container, self.fps)
+            self.height, self.width = stream.codec_context.height, stream.codec_context.width
+            check_size(path, estimate or 0, self.height, self.width, 3, max_frames)
+            self.meta = {"source_format": _container_name(fmt), "codec": stream.codec_context.name,
+                         "n_frames_declared": estimate}
 
-def _decode_av(path: Path, container, stream, max_frames: int | None) -> list[np.ndarray]:
-    """Frames as gray (H, W) while every frame's chroma is neutral (cheaper, and gray is what
-    they are), as RGB (H, W, 3) once one is not; capped by the size limits."""
-    height, width = stream.codec_context.height, stream.codec_context.width
-    # A header without a frame count cannot be checked up front: cap while decoding.
-    cap = min(MAX_FRAMES, MAX_DECODED_BYTES // (height * width * 3))
-    frames: list[np.ndarray] = []
-    mode = "gray"
-    try:
-        for frame in container.decode(stream):
-            if mode == "gray" and not _neutral_chroma(frame):
-                mode = "rgb24"
-                frames = [np.repeat(f[..., None], 3, axis=-1) for f in frames]
-            frames.append(frame.to_ndarray(format=mode))
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-            if len(frames) > cap:
-                raise VideoReadError(path, f"more than {cap} frames of {width}x{height}: over "
-                                     f"the {MAX_FRAMES}-frame or "
-                                     f"{MAX_DECODED_BYTES / 1024**3:.0f} GiB limit")
-    except av.FFmpegError as err:
-        raise VideoReadError(
-            path, f"decoding failed after {len(frames)} frames ({err.strerror or err})") from err
-    return frames
+    def frames(self, stop: int | None, keep=None) -> Iterator[tuple[int, np.ndarray]]:
+        """Gray (H, W) frames while every frame's chroma is neutral (cheaper, and gray is what
+        they are), RGB (H, W, 3) once one is not; capped by the size limits."""
+        # A header without a frame count cannot be checked up front: cap while decoding.
+        cap = min(MAX_FRAMES, MAX_DECODED_BYTES // (self.height * self.width * 3))
+        mode, n = "gray", 0
+        with av.open(str(self.path), metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            try:
+                for frame in container.decode(stream):
+                    if n >= cap:
+                        raise VideoReadError(
+                            self.path, f"more than {cap} frames of {self.width}x{self.height}: "
+                            f"over the {MAX_FRAMES}-frame or "
+                            f"{MAX_DECODED_BYTES / 1024**3:.0f} GiB limit")
+                    if mode == "gray" and not _neutral_chroma(frame):
+                        mode = "rgb24"
+                    if keep is None or n in keep:
+                        yield n, frame.to_ndarray(format=mode)
+                    n += 1
+                    if stop is not None and n >= stop:
+                        break
+            except av.FFmpegError as err:
+                raise VideoReadError(self.path, f"decoding failed after {n} frames "
+                                     f"({err.strerror or err})") from err
+        if n == 0:
+            raise VideoReadError(self.path, "no decodable frames")
+        if self.declared and n < min(self.declared, stop or self.declared):
+            raise VideoReadError(self.path, f"truncated: the header declares {self.declared} "
+                                 f"frames, only {n} decode")
 
 
 def _neutral_chroma(frame) -> bool:

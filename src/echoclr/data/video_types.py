@@ -1,4 +1,5 @@
-"""Decoded video frames and what every reader shares: the :class:`Video` record, the one error
+"""Decoded video frames and what every reader shares: the :class:`Video` record, the
+:class:`FrameSource` a reader opens (header facts, frames decoded one at a time), the one error
 type :class:`VideoReadError`, the size limits checked before decoding, and grayscale conversion.
 
 Both readers (:mod:`echoclr.data.video` for AVI/MP4, :mod:`echoclr.data.dicom` for DICOM) build
@@ -8,7 +9,9 @@ on this module, so neither imports the other.
 from __future__ import annotations
 
 import os
+from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -37,17 +40,41 @@ class Video:
     meta: dict = field(default_factory=dict)
 
 
+class FrameSource(Protocol):
+    """An opened video: what its header says, and its frames decoded one at a time."""
+
+    n_frames: int | None  # declared frame count (None: the container does not say)
+    height: int
+    width: int
+    fps: float | None  # Hz, from the file (None: it states none)
+    meta: dict  # non-identifying metadata, as in Video.meta
+
+    def frames(self, stop: int | None, keep: Container[int] | None = None
+               ) -> Iterator[tuple[int, np.ndarray]]:
+        """(index, uint8 (H, W) or (H, W, 3) frame) for the frames before ``stop`` (None: all)
+        whose index is in ``keep`` (None: every one), in order; each pass decodes from the
+        start of the file and holds one frame at a time."""
+
+
+def stack_frames(frames: list[np.ndarray]) -> np.ndarray:
+    """(T, H, W) when every frame is gray, else (T, H, W, 3) with gray frames repeated."""
+    if any(f.ndim == 3 for f in frames) and any(f.ndim == 2 for f in frames):
+        frames = [f if f.ndim == 3 else np.repeat(f[..., None], 3, axis=-1) for f in frames]
+    return np.stack(frames)
+
+
 def check_size(path: str | os.PathLike, n_frames: int, height: int, width: int, channels: int,
                max_frames: int | None) -> None:
-    """Refuse absurd dimensions from a header, before decoding (limits: module constants)."""
+    """Refuse absurd dimensions from a header, before decoding (limits: module constants); a
+    long video is fine when only ``max_frames`` of it are read."""
     if height < 1 or width < 1:
         raise VideoReadError(path, f"invalid frame size {width}x{height}")
     if height > MAX_SIDE or width > MAX_SIDE:
         raise VideoReadError(
             path, f"frame size {width}x{height} exceeds the {MAX_SIDE}x{MAX_SIDE} limit")
-    if n_frames > MAX_FRAMES:
-        raise VideoReadError(path, f"{n_frames} frames exceed the {MAX_FRAMES}-frame limit")
     n_decoded = n_frames if max_frames is None else min(n_frames, max_frames)
+    if n_decoded > MAX_FRAMES:
+        raise VideoReadError(path, f"{n_decoded} frames exceed the {MAX_FRAMES}-frame limit")
     n_bytes = n_decoded * height * width * channels
     if n_bytes > MAX_DECODED_BYTES:
         raise VideoReadError(

@@ -1,0 +1,124 @@
+"""Walk a PACS export and read each file's DICOM header (never its pixels): what a cine is
+(frames, rate, size, colour space, transfer syntax, device, ultrasound regions, any view the
+header names), with identifiers as keyed pseudonyms, or why a file is no cine.
+
+Results stream, one JSON line per file, into a state file beside the manifest, keyed by the
+file's path, size and modification time, so a re-run (after a kill, or on a grown export) reads
+only new or changed files. The state holds pseudonyms, never a raw identifier.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from echoclr.atomic import atomic_path
+from echoclr.data.dicom import dicom_fps, hash_identifier
+from echoclr.data.dicom_header import is_dicom, not_a_cine, read_header, us_regions, view_hint
+
+# Identifiers a record carries, pseudonymised: its study, its patient, its accession number.
+ID_TAGS = {"study": "StudyInstanceUID", "patient": "PatientID", "accession": "AccessionNumber"}
+
+
+def walk_files(root: str | Path) -> Iterator[tuple[str, int, int]]:
+    """(path relative to ``root``, size, mtime in ns) of every file below it, sorted within each
+    folder; hidden files and folders are left out, symlinked folders are not followed; a file
+    that cannot be stat'ed (a symlink loop) comes with size -1 and its OS error as mtime 0."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(f for f in files if not f.startswith(".")):
+            path = os.path.join(folder, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                yield os.path.relpath(path, root), -1, 0
+                continue
+            yield os.path.relpath(path, root), st.st_size, st.st_mtime_ns
+
+
+def scan_file(path: str, salt: str, with_ids: bool = False) -> dict:
+    """Header facts of one file, or ``{"skip": reason}``; never raises (one job of a scan).
+
+    Returns:
+        ``study``, ``patient``, ``accession`` (keyed hashes, None when absent), ``n_frames``,
+        ``fps`` (None when the header states none), ``height``, ``width``, ``photometric``,
+        ``transfer_syntax``, ``manufacturer``, ``device_model``, ``us_regions``, ``view_hint``;
+        with ``with_ids`` also ``ids``: the raw study UID and patient ID, for an id map only.
+    """
+    try:
+        if not is_dicom(path):
+            return {"skip": "not a DICOM file"}
+        return _header_facts(path, read_header(path), salt, with_ids)
+    except Exception as err:  # a corrupt file is one report row, never a crash
+        return {"skip": f"unreadable DICOM ({type(err).__name__}: {err})".replace(path, "<file>")}
+
+
+def _header_facts(path: str, header, salt: str, with_ids: bool) -> dict:
+    if reason := not_a_cine(header):
+        return {"skip": reason}
+    ds = header.ds
+    if not str(ds.get("StudyInstanceUID", "") or "").strip():
+        return {"skip": "no StudyInstanceUID: the cine cannot be grouped into a study"}
+    record = {key: hash_identifier(ds.get(tag), salt) for key, tag in ID_TAGS.items()}
+    record |= {"n_frames": header.n_frames, "fps": dicom_fps(ds), "height": int(ds.Rows),
+               "width": int(ds.Columns),
+               "photometric": str(ds.get("PhotometricInterpretation", "")).strip(),
+               "transfer_syntax": str(header.syntax.name or header.syntax),
+               "manufacturer": str(ds.get("Manufacturer", "") or "").strip(),
+               "device_model": str(ds.get("ManufacturerModelName", "") or "").strip(),
+               "us_regions": us_regions(ds), "view_hint": view_hint(ds)}
+    if with_ids:
+        record["ids"] = {"study": str(ds.StudyInstanceUID), "patient": str(ds.get("PatientID", ""))}
+    return record
+
+
+class ScanState:
+    """The append-only record of a scan: ``{"path", "size", "mtime_ns", "result"}`` per line
+    after a first line naming the salt's fingerprint (a state made with another salt is
+    discarded: its pseudonyms would differ)."""
+
+    def __init__(self, path: Path, salt: str):
+        self.path = path
+        self.fingerprint = hmac.new(salt.encode(), b"echoclr scan", "sha256").hexdigest()[:16]
+
+    def load(self) -> dict[tuple[str, int, int], dict]:
+        """{(path, size, mtime_ns): result} of earlier runs; {} without a usable state."""
+        if not self.path.is_file():
+            return {}
+        found = {}
+        with open(self.path, encoding="utf-8") as f:
+            for k, line in enumerate(f):
+                try:
+                    item = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill
+                    continue
+                if k == 0 and item.get("salt") != self.fingerprint:
+                    return {}
+                if k > 0:
+                    found[(item["path"], item["size"], item["mtime_ns"])] = item["result"]
+        return found
+
+    def open(self, *, fresh: bool):
+        """The state file for appending (a fresh one starts with the salt's fingerprint)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(self.path, "w" if fresh else "a", encoding="utf-8")
+        if fresh:
+            f.write(json.dumps({"salt": self.fingerprint}) + "\n")
+        return f
+
+    def rewrite(self, results: dict[tuple[str, int, int], dict]) -> None:
+        """Keep only ``results`` (the files there are now), so the state does not grow."""
+        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            f.write(json.dumps({"salt": self.fingerprint}) + "\n")
+            for key, result in results.items():
+                self.append(f, key, result)
+
+    @staticmethod
+    def append(f, key: tuple[str, int, int], result: dict) -> None:
+        result = {k: v for k, v in result.items() if k != "ids"}  # never a raw identifier
+        f.write(json.dumps({"path": key[0], "size": key[1], "mtime_ns": key[2],
+                            "result": result}) + "\n")
+        f.flush()

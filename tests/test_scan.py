@@ -1,0 +1,146 @@
+"""`echoclr scan`: a PACS export's headers → a manifest of cines grouped by study, with
+pseudonymous ids, header facts, joined labels, and a report of every other file."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+
+from _video_fixtures import echo_frames, write_dicom
+from echoclr import cli
+from echoclr.commands.scan import ScanConfig, scan
+from echoclr.data.dicom import hash_identifier
+from echoclr.errors import UserError
+
+SALT = "scan-salt-91"
+
+
+def view_code(meaning: str) -> list[Dataset]:
+    item = Dataset()
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = "G-A19B", "SRT", meaning
+    return [item]
+
+
+def write_pacs(root):
+    """Two patients, three studies, in folders named after them, with the files a PACS export
+    holds besides cines. Returns {relative path: study UID} of the cines, and the identifiers."""
+    frames = echo_frames(t=8, h=48, w=64)[0]
+    cines, ids = {}, {}
+    plan = [("MRN12345678_DOE", "20230915_ECHO", "ACC998877", 2),
+            ("MRN12345678_DOE", "20240102_ECHO", "ACC998878", 1),
+            ("MRN87654321_ROE", "20230301_ECHO", "ACC112233", 2)]
+    for patient, study, accession, n in plan:
+        uid = pydicom.uid.generate_uid()
+        ids[accession] = (patient.split("_")[0], uid)
+        folder = root / patient / study
+        folder.mkdir(parents=True)
+        for k in range(n):
+            extra = ({"ViewCodeSequence": view_code("Parasternal long axis")} if k == 0
+                     else {"SeriesDescription": "Echo A4C zoom", "CineRate": 50})
+            path = write_dicom(folder / f"IM{k:04d}", frames, StudyInstanceUID=uid,
+                               PatientID=patient.split("_")[0], AccessionNumber=accession,
+                               Manufacturer="Acme", ManufacturerModelName="Sono 9",
+                               regions=[(0, 0, 63, 47, 1, 1)] + ([(5, 5, 40, 40, 1, 2)] if k
+                                                                 else []), **extra)
+            cines[str(path.relative_to(root))] = uid
+    other = root / "MRN12345678_DOE" / "20230915_ECHO"
+    shutil.copy(get_testdata_file("examples_rgb_color.dcm"), other / "IM9000")
+    shutil.copy(get_testdata_file("test-SR.dcm"), other / "SR0001")
+    write_dicom(other / "CT0001", frames, Modality="CT")
+    corrupt = write_dicom(other / "IM9001", frames).read_bytes()  # NumberOfFrames "x!"
+    (other / "IM9001").write_bytes(corrupt.replace(b"\x28\x00\x08\x00IS\x02\x008 ",
+                                                   b"\x28\x00\x08\x00IS\x02\x00x!"))
+    (root / "README.txt").write_text("exported by the PACS")
+    return cines, ids
+
+
+@pytest.fixture(scope="module")
+def pacs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export") / "pacs"
+    cines, ids = write_pacs(root)
+    return root, cines, ids
+
+
+def test_scan_groups_cines_by_study_with_pseudonyms_and_reports_the_rest(pacs, tmp_path):
+    root, cines, ids = pacs
+    out = tmp_path / "manifest.csv"
+    result = scan(ScanConfig(root=str(root), out=str(out), salt=SALT))
+    df = pd.read_csv(out, keep_default_na=False)
+    assert len(df) == 5 and result.n_studies == 3 and result.n_patients == 2
+    uid_of = {os.path.relpath(root / rel, tmp_path): uid for rel, uid in cines.items()}
+    assert {p: s for p, s in zip(df["path"], df["study_id"], strict=True)} == {
+        p: hash_identifier(uid, SALT) for p, uid in uid_of.items()}
+    assert set(df["patient_id"]) == {hash_identifier(m, SALT) for m, _ in ids.values()}
+    assert df["study_id"].is_monotonic_increasing  # grouped by study
+    first = df[df["path"].str.endswith("IM0000")].iloc[0]
+    second = df[df["path"].str.endswith("IM0001")].iloc[0]
+    assert (first["n_frames"], first["fps"], first["height"], first["width"]) == (8, 30.0, 48, 64)
+    assert second["fps"] == 50.0  # CineRate before FrameTime
+    assert (first["us_regions"], second["us_regions"]) == ("2d", "2d+colour")
+    assert (first["view_hint"], second["view_hint"]) == ("Parasternal long axis", "A4C")
+    assert first["photometric"] == "MONOCHROME2" and first["manufacturer"] == "Acme"
+    assert first["device_model"] == "Sono 9" and "Little Endian" in first["transfer_syntax"]
+    report = pd.read_csv(tmp_path / "scan_report.csv").set_index("path")["reason"]
+    reason = {os.path.basename(p): r for p, r in report.items()}
+    assert reason["IM9000"] == "single-frame still, not a cine"
+    assert reason["SR0001"] == "DICOM structured report, not an image"
+    assert reason["CT0001"] == "modality CT, not ultrasound"
+    assert reason["IM9001"].startswith("unreadable DICOM")
+    assert reason["README.txt"] == "not a DICOM file"
+    texts = out.read_text() + (tmp_path / "scan_report.csv").read_text() + \
+        (tmp_path / "manifest.csv.scan.jsonl").read_text()
+    for accession, (mrn, uid) in ids.items():
+        assert uid not in texts and accession not in texts
+    assert "MRN" not in (tmp_path / "manifest.csv.scan.jsonl").read_text().replace(
+        "MRN12345678_DOE/", "").replace("MRN87654321_ROE/", "")  # only folder names: paths
+
+
+def test_labels_join_by_accession_in_memory(pacs, tmp_path):
+    root, _, ids = pacs
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"accession": [*ids, "ACC000000"], "lvh": [1, 0, 1, 0]}).to_csv(labels,
+                                                                                 index=False)
+    out = tmp_path / "m.csv"
+    result = scan(ScanConfig(root=str(root), out=str(out), salt=SALT, labels=str(labels)))
+    df = pd.read_csv(out)
+    per_study = df.groupby("study_id")["lvh"].first()
+    studies = {hash_identifier(uid, SALT): lab for (_, uid), lab in zip(ids.values(), [1, 0, 1])}
+    assert per_study.to_dict() == studies and result.unmatched_labels == 1
+    assert "accession" not in df.columns and "ACC" not in out.read_text()
+    with pytest.raises(UserError, match="no column 'study_uid'"):
+        scan(ScanConfig(root=str(root), out=str(out), labels=str(labels), key="study_uid"))
+
+
+def test_rescan_reads_only_changed_files_and_workers_agree(pacs, tmp_path):
+    root, cines, _ = pacs
+    out = tmp_path / "m.csv"
+    first = scan(ScanConfig(root=str(root), out=str(out), salt=SALT, workers=2))
+    before = out.read_text()
+    again = scan(ScanConfig(root=str(root), out=str(out), salt=SALT))
+    assert again.n_reused == again.n_files == first.n_files and out.read_text() == before
+    touched = root / next(iter(cines))
+    os.utime(touched, ns=(touched.stat().st_atime_ns, touched.stat().st_mtime_ns + 10**9))
+    assert scan(ScanConfig(root=str(root), out=str(out), salt=SALT)).n_reused == \
+        first.n_files - 1
+    assert out.read_text() == before
+    other_salt = scan(ScanConfig(root=str(root), out=str(out), salt="another"))
+    assert other_salt.n_reused == 0  # another salt: other pseudonyms, nothing reused
+    lines = (tmp_path / "m.csv.scan.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + first.n_files  # compacted: one line per file there is now
+    assert all(json.loads(line) for line in lines)
+
+
+def test_cli_scan_prints_a_summary(pacs, tmp_path, capsys):
+    root, _, _ = pacs
+    assert cli.main(["scan", str(root), "--out", str(tmp_path / "m.csv"), "--salt", SALT,
+                     "--workers", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "5 cines of 3 studies, 2 patients" in printed
+    assert "single-frame still, not a cine" in printed and "scan_report.csv" in printed
