@@ -27,6 +27,7 @@ from echoclr.commands.evaluate import EvaluateConfig, evaluate_run
 from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.data import cache as ingest_module
+from echoclr.data.identity import file_identity
 from echoclr.data.video import write_video
 from echoclr.runs import JsonlLog
 from echoclr.weights import atomic_torch_save, file_sha256
@@ -89,8 +90,8 @@ def entries(cache: Path) -> dict[str, int]:
 
 def assert_same_cache(a: Path, b: Path) -> None:
     """Same manifest rows (order aside), identical arrays and sidecars."""
-    rows_a = pd.read_csv(a / "manifest.csv").sort_values("source").reset_index(drop=True)
-    rows_b = pd.read_csv(b / "manifest.csv").sort_values("source").reset_index(drop=True)
+    rows_a = pd.read_csv(a / "manifest.csv").sort_values("manifest_line").reset_index(drop=True)
+    rows_b = pd.read_csv(b / "manifest.csv").sort_values("manifest_line").reset_index(drop=True)
     pd.testing.assert_frame_equal(rows_a, rows_b)
     for path in rows_a["path"]:
         np.testing.assert_array_equal(np.load(a / path), np.load(b / path), err_msg=path)
@@ -139,13 +140,13 @@ def test_failed_writes_never_count_as_done(archive, tmp_path, monkeypatch):
     """np.save or the rename failing (disk full, read-only folder) mid-write: the video is
     reported as skipped, no temporary or partial file remains, the next run redoes it."""
     cache = tmp_path / "cache"
-    first, second = (ingest_module.video_key(f"clip {k:02d}.avi") for k in (3, 7))
+    first, second = (file_identity(archive.parent / f"clip {k:02d}.avi").key for k in (3, 7))
     failed_save = fail_on(monkeypatch, "save", ingest_module.np, lambda t: first in t)
     failed_rename = fail_on(monkeypatch, "replace", os,
                             lambda t: t.endswith(f"{second}.json"))
     result = ingest(IngestConfig(manifest=str(archive), out=str(cache), size=32))
     assert failed_save and failed_rename
-    reasons = dict(result.skipped)
+    reasons = result.reasons
     assert result.n_ok == N_VIDEOS - 2
     assert "No space left" in reasons["clip 03.avi"] and "No space left" in reasons["clip 07.avi"]
     videos = cache / "videos"
@@ -173,7 +174,7 @@ def test_failed_manifest_write_leaves_no_half_file(archive, tmp_path, monkeypatc
 def test_leftover_temporary_file_is_not_a_cache_entry(archive, tmp_path):
     """A process killed inside np.save leaves `.KEY.npy.PID.tmp`: never read as the video."""
     cache = tmp_path / "cache"
-    key = ingest_module.video_key("clip 00.avi")
+    key = file_identity(archive.parent / "clip 00.avi").key
     (cache / "videos").mkdir(parents=True)
     (cache / "videos" / f".{key}.npy.99999.tmp").write_bytes(b"\x93NUMPY torn")
     (cache / "videos" / f"{key}.json").write_text("{}")  # sidecar written, array never renamed

@@ -90,7 +90,7 @@ def test_missing_cache_is_one_line(tmp_path, capsys):
 def test_bad_manifest_is_one_line_listing_every_problem(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("path,study_id,lvh\na.avi,S1,2\na.avi,S1,2\n")
     one_line_error(capsys, ["ingest", str(tmp_path / "m.csv"), "--out", str(tmp_path / "c")],
-                   "m.csv", "row 1", "row 2")
+                   "m.csv", "lines 2, 3")  # the editor's line numbers (the header is line 1)
 
 
 def test_debug_shows_the_traceback(tmp_path):

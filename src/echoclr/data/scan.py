@@ -18,6 +18,7 @@ from pathlib import Path
 from echoclr.atomic import atomic_path
 from echoclr.data.dicom import dicom_fps, hash_identifier
 from echoclr.data.dicom_header import is_dicom, not_a_cine, read_header, us_regions, view_hint
+from echoclr.valid_json import json_text
 
 # Identifiers a record carries, pseudonymised: its study, its patient, its accession number.
 ID_TAGS = {"study": "StudyInstanceUID", "patient": "PatientID", "accession": "AccessionNumber"}
@@ -106,19 +107,19 @@ class ScanState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         f = open(self.path, "w" if fresh else "a", encoding="utf-8")
         if fresh:
-            f.write(json.dumps({"salt": self.fingerprint}) + "\n")
+            f.write(json_text({"salt": self.fingerprint}, indent=None) + "\n")
         return f
 
     def rewrite(self, results: dict[tuple[str, int, int], dict]) -> None:
         """Keep only ``results`` (the files there are now), so the state does not grow."""
         with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(json.dumps({"salt": self.fingerprint}) + "\n")
+            f.write(json_text({"salt": self.fingerprint}, indent=None) + "\n")
             for key, result in results.items():
                 self.append(f, key, result)
 
     @staticmethod
     def append(f, key: tuple[str, int, int], result: dict) -> None:
         result = {k: v for k, v in result.items() if k != "ids"}  # never a raw identifier
-        f.write(json.dumps({"path": key[0], "size": key[1], "mtime_ns": key[2],
-                            "result": result}) + "\n")
+        f.write(json_text({"path": key[0], "size": key[1], "mtime_ns": key[2],
+                            "result": result}, indent=None) + "\n")
         f.flush()
