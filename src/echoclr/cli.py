@@ -51,6 +51,8 @@ COMMANDS = {
               "Encoder features per video and study, with a 2-D projection plot."),
     "export": ("ExportConfig", "export", ("model",),
                "Export a fine-tuned model to TorchScript or ONNX."),
+    "views": ("ViewsConfig", "views", ("cache",),
+              "Echo view classifier from a few labeled videos; fills the manifest's view."),
     "info": ("InfoConfig", "info", ("target",),
              "Counts per split, view and label of a cache or manifest, with its warnings."),
 }
@@ -239,6 +241,15 @@ def _report(command: str, result) -> int:
               f"({n} studies{flag})")
         for warning in result["warnings"]:
             print(f"warning: {warning}")
+        return 0
+    if command == "views":
+        import json
+
+        m = json.loads((result / "metrics.json").read_text())
+        score = "n/a" if m["macro_auroc"] is None else f"{m['macro_auroc']:.3f}"
+        print(f"views {m['views']}: macro AUROC {score}, accuracy "
+              f"{m['accuracy'] if m['accuracy'] is None else round(m['accuracy'], 3)} on "
+              f"{m['n_videos']} held-out labeled videos (fitted on {m['n_fit_videos']}); {result}")
         return 0
     if command == "compare":
         from echoclr.valid_json import json_text

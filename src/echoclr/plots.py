@@ -121,14 +121,23 @@ def confusion_figure(y_true, y_score, *, threshold: float, title: str = "Confusi
     y_true, called = np.asarray(y_true) == 1, np.asarray(y_score) >= threshold
     matrix = np.array([[np.sum(~y_true & ~called), np.sum(~y_true & called)],
                        [np.sum(y_true & ~called), np.sum(y_true & called)]])
-    fig = Figure(figsize=(4, 3.6), layout="constrained")
+    return matrix_figure(matrix, ["0", "1"], title=f"{title} (threshold {threshold:.3g})")
+
+
+def matrix_figure(matrix, labels: Sequence[str], *, title: str = "Confusion") -> Figure:
+    """A confusion matrix of counts (rows: true class, columns: predicted, in ``labels``
+    order), counts written in the cells."""
+    matrix = np.asarray(matrix)
+    side = 2.6 + 0.6 * len(labels)
+    fig = Figure(figsize=(side, side * 0.9), layout="constrained")
     ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues", vmin=0)
     for (row, col), n in np.ndenumerate(matrix):
         ax.text(col, row, str(n), ha="center", va="center",
                 color="white" if n > matrix.max() / 2 else "black")
-    ax.set(xticks=[0, 1], yticks=[0, 1], xticklabels=["0", "1"], yticklabels=["0", "1"],
-           xlabel="Predicted", ylabel="True", title=f"{title} (threshold {threshold:.3g})")
+    ticks = list(range(len(labels)))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=list(labels), yticklabels=list(labels),
+           xlabel="Predicted", ylabel="True", title=title)
     return fig
 
 

@@ -145,6 +145,12 @@ def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, row
     atomic_write_bytes(root / CONFIG, json.dumps(config, indent=2).encode())
 
 
+def rewrite_manifest(root: str | Path, rows: pd.DataFrame) -> None:
+    """Replace a finished cache's ``manifest.csv`` with ``rows`` (same videos, new columns such
+    as ``echoclr views``' predicted views), atomically."""
+    atomic_write_bytes(Path(root) / "manifest.csv", rows.to_csv(index=False).encode())
+
+
 class VideoCache:
     """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8
     (T, H, W)) + ``ingest_config.json``."""

@@ -96,7 +96,7 @@ class Preset:
 class Clip:
     """Per-video acquisition: what differs between two videos of one study."""
 
-    echo_view: str  # "PLAX" or "A4C"
+    echo_view: str  # "PLAX", "A4C" or "A2C"
     n_frames: int  # frames in the video
     start_phase: float  # cardiac phase of frame 0, fraction of a beat
     hr_bpm: float  # heart rate during this video
@@ -227,7 +227,8 @@ def sample_clip(rng: np.random.Generator, anatomy: Anatomy, *, echo_view: str = 
 
 
 def sample_study(seed: int, index: int, *, plax_range: tuple[int, int] = (2, 5),
-                 other_view_prob: float = 0.2, frames_range: tuple[int, int] = (40, 120),
+                 other_view_prob: float = 0.2, a2c_prob: float = 0.0,
+                 frames_range: tuple[int, int] = (40, 120),
                  fps_range: tuple[int, int] = (30, 80), **anatomy_kwargs) -> Study:
     """Draw patient `index` of cohort `seed`; independent of the cohort size (prefix-stable)."""
     rng = np.random.default_rng([seed, index])
@@ -235,7 +236,10 @@ def sample_study(seed: int, index: int, *, plax_range: tuple[int, int] = (2, 5),
     preset = sample_preset(rng, anatomy, fps_range)
     n_plax = int(rng.integers(plax_range[0], plax_range[1] + 1))
     views = ["PLAX"] * n_plax + (["A4C"] if rng.uniform() < other_view_prob else [])
+    # drawn only when asked for, so cohorts without A2C stay what they were, stream for stream
+    if a2c_prob > 0 and rng.uniform() < a2c_prob:
+        views.append("A2C")
     clips = [sample_clip(rng, anatomy, echo_view=v, frames_range=frames_range) for v in views]
-    if "A4C" in views:  # the apical view sits anywhere in the exam's sequence
+    for _ in range(len(views) - n_plax):  # the apical views sit anywhere in the exam's sequence
         clips.insert(int(rng.integers(len(clips))), clips.pop())
     return Study(index, f"S{index:05d}", f"P{index:05d}", anatomy, preset, tuple(clips))

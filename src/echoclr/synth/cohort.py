@@ -35,6 +35,8 @@ class SynthConfig:
     plax_min: int = opt(2, "Fewest PLAX videos per study.")
     plax_max: int = opt(5, "Most PLAX videos per study.")
     other_view_prob: float = opt(0.2, "Chance that a study also holds one A4C video.")
+    a2c_prob: float = opt(0.0, "Chance that a study also holds one A2C video (a third view "
+                               "for view classification).")
     frames_min: int = opt(40, "Frames of the shortest video.")
     frames_max: int = opt(120, "Frames of the longest video.")
     fps_min: int = opt(30, "Lowest frame rate of a study, frames/s.")
@@ -53,7 +55,7 @@ class SynthConfig:
 def study_for(cfg: SynthConfig, index: int) -> Study:
     """Patient `index` of the cohort `cfg` describes (no rendering; cheap)."""
     return sample_study(cfg.seed, index, plax_range=(cfg.plax_min, cfg.plax_max),
-                        other_view_prob=cfg.other_view_prob,
+                        other_view_prob=cfg.other_view_prob, a2c_prob=cfg.a2c_prob,
                         frames_range=(cfg.frames_min, cfg.frames_max),
                         fps_range=(cfg.fps_min, cfg.fps_max), lvh_prevalence=cfg.lvh_prevalence,
                         as_prevalence=cfg.as_prevalence, as_lvh_correlation=cfg.as_lvh_correlation)
@@ -75,6 +77,7 @@ def truth_row(study: Study) -> dict:
     row["machine_name"] = MACHINES[study.preset.machine].name
     row["n_plax"] = sum(c.echo_view == "PLAX" for c in study.clips)
     row["n_a4c"] = sum(c.echo_view == "A4C" for c in study.clips)
+    row["n_a2c"] = sum(c.echo_view == "A2C" for c in study.clips)
     return row
 
 

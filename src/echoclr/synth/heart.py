@@ -1,6 +1,6 @@
 """Beating-heart geometry of the synthetic cohort: tissue reflectivity in heart coordinates.
 
-`plax_scene` / `a4c_scene` map heart coordinates (mm) and a cardiac timeline to a reflectivity
+`plax_scene` / `apical_scene` map heart coordinates (mm) and a cardiac timeline to a reflectivity
 amplitude per point and frame, and each point's cell in a material (end-diastolic) grid so that
 speckle and the heart's own texture move with the tissue.
 """
@@ -208,13 +208,15 @@ def plax_valves(amp, an: Anatomy, beat: Beat, ub, vb, d: float, fs: float, root:
     flat_amp[:, near] = patch
 
 
-def a4c_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray,
-              grid: MaterialGrid):
-    """Reflectivity of an apical four-chamber cut (the cohort's non-PLAX view).
+def apical_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray,
+                 grid: MaterialGrid):
+    """Reflectivity of an apical cut: four-chamber (A4C) or, for ``clip.echo_view == "A2C"``,
+    two-chamber (LV and LA only, between the inferior and anterior walls).
 
     Heart coordinates: origin at the LV apex (endocardium), u along the septum toward the atria,
     v across (LV to +v, RV to -v). Same arguments and returns as `plax_scene`.
     """
+    two_chamber = clip.echo_view == "A2C"
     c = beat.contraction
     s = clip.scale
     big_l, d = an.lv_length_mm * s, an.lv_edd_mm * s
@@ -228,25 +230,26 @@ def a4c_scene(an: Anatomy, clip: Clip, beat: Beat, u: np.ndarray, v: np.ndarray,
     prof = np.sqrt(clamp01(1 - (1 - clamp01(ub * (1 / (0.55 * big_l)))) ** 2))
     width = d * (1 - fs * c) * prof
     rv_prof = np.sqrt(clamp01((ub - 0.25 * big_l) * (1 / (0.5 * big_l))))
-    rv_w = (0.85 * an.rv_mm) * (1 - 0.15 * c) * rv_prof
+    rv_w = (0.0 if two_chamber else 0.85 * an.rv_mm) * (1 - 0.15 * c) * rv_prof
     lv_outer = d * prof + tp
     right, left = ts / 2 + lv_outer, -ts / 2 - rv_w - 3.0
     pericardium = band(vb, left, right + 2.5) * band(ub, -tp - 2.5, big_l + 5)
     paint(amp, pericardium, PERICARDIUM * an.echogenicity)
     paint(amp, band(vb, left, right) * band(ub, -tp, big_l + 5), myo)
     paint(amp, band(vb, ts / 2, ts / 2 + width) * band(ub, 0.0, big_l + 2), BLOOD)
-    paint(amp, band(vb, -ts / 2 - rv_w, -ts / 2) * band(ub, 0.25 * big_l, big_l + 2), BLOOD)
     la, ra = an.la_mm * s * (1 + 0.12 * beat.atrial), 0.9 * an.la_mm * s
     paint(amp, disc(ub, vb, big_l + 0.55 * la, ts / 2 + d / 2, 0.55 * la, 0.45 * d), BLOOD)
-    ra_v = -ts / 2 - an.rv_mm / 2
-    paint(amp, disc(ub, vb, big_l + 0.5 * ra, ra_v, 0.5 * ra, 0.5 * an.rv_mm), BLOOD)
+    if not two_chamber:
+        paint(amp, band(vb, -ts / 2 - rv_w, -ts / 2) * band(ub, 0.25 * big_l, big_l + 2), BLOOD)
+        ra_v = -ts / 2 - an.rv_mm / 2
+        paint(amp, disc(ub, vb, big_l + 0.5 * ra, ra_v, 0.5 * ra, 0.5 * an.rv_mm), BLOOD)
     mitral = beat.mitral
     # Mitral (septal, lateral) and tricuspid (septal, anterior) leaflets at the annulus plane;
     # direction +1 swings toward +v when closed; angle 0 points to the atria, pi to the apex.
     rv = an.rv_mm
     valves = ((ts / 2 + 1.0, 1.0, 0.45 * d), (ts / 2 + d - 1.0, -1.0, 0.3 * d),
               (-ts / 2 - 1.0, -1.0, 0.3 * rv), (-ts / 2 - rv + 1.0, 1.0, 0.25 * rv))
-    for hinge_v, direction, length in valves:
+    for hinge_v, direction, length in valves[:2] if two_chamber else valves:
         angle = direction * np.radians(100.0 + 70.0 * mitral)
         leaflet(amp, ub, vb, (big_l, hinge_v), angle, length, 1.4, VALVE)
     return amp, cells

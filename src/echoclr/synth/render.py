@@ -13,10 +13,11 @@ from PIL import Image, ImageDraw, ImageFont
 from scipy.ndimage import gaussian_filter
 
 from echoclr.synth.anatomy import MACHINES, Clip, Study
-from echoclr.synth.heart import MYOCARDIUM, a4c_scene, beat_timeline, plax_scene
+from echoclr.synth.heart import MYOCARDIUM, apical_scene, beat_timeline, plax_scene
 from echoclr.synth.shapes import MaterialGrid, clamp01
 
 SPECKLE_TAU_S = 0.25  # decorrelation time of tissue speckle (out-of-plane motion)
+APICAL = ("A4C", "A2C")  # views cut from the apex: deeper sectors, apical heart axes
 APEX_ROW = 0.02  # sector apex, fraction of the frame height from the top
 OVERLAY_GAP_PX = 2.0  # burned-in text stays this far outside the fan (so fan masking removes it)
 CHUNK_FRAMES = 12  # frames rendered together: arrays stay in cache
@@ -31,7 +32,7 @@ def frame_times(study: Study, clip_index: int) -> np.ndarray:
 def fan_geometry(study: Study, clip: Clip, size: int) -> tuple[float, float, float, float]:
     """(depth_mm, half_angle_rad, apex_row_px, radius_px) of a video's sector."""
     preset = study.preset
-    depth = preset.depth_mm + clip.depth_step_mm + (25.0 if clip.echo_view == "A4C" else 0.0)
+    depth = preset.depth_mm + clip.depth_step_mm + (25.0 if clip.echo_view in APICAL else 0.0)
     apex = APEX_ROW * size
     return depth, np.radians(preset.fan_deg / 2), apex, preset.fan_radius * (size - 1 - apex)
 
@@ -39,7 +40,7 @@ def fan_geometry(study: Study, clip: Clip, size: int) -> tuple[float, float, flo
 def heart_coordinates(study: Study, clip: Clip, x: np.ndarray, y: np.ndarray):
     """Probe coordinates (mm; x lateral, y depth) -> heart coordinates (u, v) of the view."""
     an = study.anatomy
-    if clip.echo_view == "A4C":
+    if clip.echo_view in APICAL:
         a = np.radians(clip.angle_deg + 0.3 * an.axis_tilt_deg)
         x0, y0 = clip.shift_x_mm - 5.0, an.chest_mm + 12.0 + clip.shift_y_mm
         dx, dy = x - x0, y - y0
@@ -93,7 +94,7 @@ def beam_image(study: Study, clip_index: int, size: int, times: np.ndarray) -> n
     u, v = (a.astype(np.float32) for a in heart_coordinates(study, clip, x, y))
     grid = MaterialGrid.covering(an, u, v, spacing=depth / n_r)
     beat, _ = beat_timeline(times, clip.hr_bpm)
-    scene = a4c_scene if clip.echo_view == "A4C" else plax_scene
+    scene = apical_scene if clip.echo_view in APICAL else plax_scene
     near = np.clip((an.chest_mm - y) / 1.0 + 0.5, 0, 1)  # the chest wall covers the heart scene
     clutter = preset.haze * clip.haze_scale * np.exp(-y / 25.0)  # near-field reverberation
     chest = near * chest_wall(study, y) + clutter
