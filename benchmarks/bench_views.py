@@ -48,7 +48,7 @@ def main() -> None:
     if not encoder.is_file():
         pretrain(PretrainConfig(cache=str(out / "cache"), out=str(out / "pretrain"),
                                 encoder="r3d_tiny", width=8, clip_len=4, period=2, pairs="study",
-                                view="all", batch_size=64, max_steps=args.steps, workers=1,
+                                view="all", batch_size=64, max_steps=args.steps, workers=0,
                                 progress=False, log_every=50))
     print(f"machine: {machine_description()}; fp32")
     print("| encoder | labeled videos per view | fitted | held-out videos | macro AUROC | "

@@ -42,7 +42,9 @@ class Target:
 TARGETS = {
     "losses": Target("src/echoclr/losses.py",
                      ("tests/test_losses.py", "tests/test_reorder.py", "tests/test_properties.py",
-                      "tests/test_distributed_equivalence.py")),
+                      "tests/test_distributed_equivalence.py",
+                      "tests/test_finetune.py::test_smoothed_bce_applies_smoothing_and_class_"
+                      "weight")),
     "metrics": Target("src/echoclr/metrics.py",
                       ("tests/test_metrics.py", "tests/test_properties.py",
                        "tests/test_threshold.py")),
@@ -50,10 +52,24 @@ TARGETS = {
                            ("tests/test_metrics.py", "tests/test_compare.py")),
     "manifest": Target("src/echoclr/data/manifest.py",
                        ("tests/test_manifest.py", "tests/test_properties.py"),
-                       ("label_fraction_studies", "assign_splits", "_study_table")),
+                       ("label_fraction_studies", "_study_table")),
+    "splits": Target("src/echoclr/data/splits.py",
+                     ("tests/test_manifest.py",
+                      "tests/test_ingest.py::test_a_drawn_split_without_a_class_stops_ingest_"
+                      "unless_accepted",
+                      "tests/test_info.py::test_info_on_a_manifest_names_one_class_splits_and_"
+                      "missing_views")),
     "finetuning": Target("src/echoclr/finetuning.py",
                          ("tests/test_finetune.py", "tests/test_finetune_behaviour.py")),
     "pooled": Target("src/echoclr/pooled.py", ("tests/test_pooled.py",)),
+    "view_model": Target("src/echoclr/view_model.py",
+                         ("tests/test_views.py::test_folded_fit_gives_sklearns_probabilities",
+                          "tests/test_views.py::test_view_metrics_match_sklearn_and_count_the_"
+                          "confusion",
+                          "tests/test_views.py::test_separable_views_are_learned_from_five_"
+                          "videos_each",
+                          "tests/test_views.py::test_one_view_or_one_video_per_view_is_refused"),
+                         ("_fit", "macro_auroc", "fit_view_model", "view_metrics")),
     "probe": Target("src/echoclr/probe.py",
                     ("tests/test_probe.py::test_probe_is_sklearns_balanced_logistic_regression_on_"
                      "standardised_features",

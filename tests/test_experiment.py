@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
+from echoclr.cli import main
 
 POOLED_COLUMNS = ["task", "split", "fraction", "n_labeled_studies", "init", "readout",
                   "n_draws", "auroc_mean", "auroc_sd", "versus", "delta_mean", "draws_won",
@@ -123,3 +124,17 @@ def test_spec_checks_readouts_and_draws(tmp_path):
     with pytest.raises(ValueError, match="unknown only_at"):
         ExperimentSpec.from_dict(base | {"only_at": {"echoclr/linear": [1.0]}})
     np.testing.assert_equal(spec.fractions, (0.01, 0.05, 0.1, 0.25, 0.5, 1.0))
+
+
+def test_probe_cells_are_fitted_and_scored_in_the_precision_they_are_given(tiny_cache, tmp_path):
+    """bf16 probe features and bf16 evaluation: no cell is scored from fp32 features, and the
+    report names each stage's precision (the fit and the scores once used different ones)."""
+    spec = write_spec(tmp_path / "spec.toml", tiny_cache, readouts=("probe",))
+    text = spec.read_text().replace("[probe]\n", '[probe]\nprecision = "bf16"\n')
+    spec.write_text(text.replace("[evaluate]\n", '[evaluate]\nprecision = "bf16"\n')
+                    .replace("fractions = [0.5, 1.0]", "fractions = [1.0]"))
+    out = tmp_path / "exp"
+    assert main(["experiment", str(spec), "--out", str(out)]) == 0
+    stores = [json.loads(p.read_text()) for p in (out / "features").glob("*.json")]
+    assert stores and {s["precision"] for s in stores} == {"bf16"}
+    assert "probe features bf16, evaluation bf16" in (out / "report.md").read_text()

@@ -66,3 +66,22 @@ class ViewSetting:
 
     def __post_init__(self):
         object.__setattr__(self, "view", view_of(self.view))
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledReadoutSetting(ViewSetting):
+    """The fields every readout of a label shares (``finetune``, ``probe``): the cache, the
+    task, the encoder it starts from and the drawn label fraction."""
+
+    cache: str = cache_opt()
+    task: str = opt("lvh", "Binary label column of the manifest to learn.")
+    init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
+                              "pretraining encoder.pt.")
+    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
+                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
+    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
+    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
+                                    "torch's cache.")
+    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
+    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
+                                "the same studies.")

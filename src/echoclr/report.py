@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write_text
-from echoclr.runs import machine_description
+from echoclr.runs import machine_description, pick_device, resolve_precision
 
 
 def mean_sd(values, digits: int = 2) -> str:
@@ -82,10 +82,23 @@ def readout_table(pooled: pd.DataFrame, task: str, split: str) -> str:
 
 
 def precision_of(out: Path, spec) -> str:
-    """The precision the experiment ran in: its pretraining's resolved one, else the configs'."""
+    """The precision of each stage: pretraining's as it resolved, the probes', fine-tuning's and
+    evaluation's settings resolved on this machine; one word when they all agree."""
+    stages = {}
     for config in sorted(Path(out).glob("pretrain/*/config.json")):
-        return json.loads(config.read_text()).get("precision_resolved", "?")
-    return spec.finetune.get("precision", "auto")
+        stages["pretraining"] = json.loads(config.read_text()).get("precision_resolved", "?")
+        break
+    readouts = set(spec.readouts).union(*map(set, spec.readouts_by_init.values()))
+    sections = {"probe features": spec.probe if "probe" in readouts else None,
+                "fine-tuning": spec.finetune if {"finetune", "lpft"} & readouts else None,
+                "evaluation": spec.evaluate}
+    for stage, section in sections.items():
+        if section is not None:
+            device = pick_device(section.get("device", "auto"))
+            stages[stage] = resolve_precision(section.get("precision", "auto"), device)
+    if len(set(stages.values())) == 1:
+        return next(iter(stages.values()))
+    return ", ".join(f"{stage} {value}" for stage, value in stages.items())
 
 
 def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -> str:

@@ -169,7 +169,8 @@ def _train_probe(spec, out, run, init_arg, task, fraction, draw) -> None:
     for split in ("val", *spec.splits):
         rows = cache.rows(split, meta["view"])
         pred[split] = probe_predictions(run, cache, rows[rows[task].notna()], label=task,
-                                        clips=clips, store=store)
+                                        clips=clips, store=store,
+                                        precision=_evaluate_cfg(spec, run, split).precision)
     val_study = aggregate_by_study(pred["val"])
     write_derived(run / VAL_STUDIES, val_study.to_csv(index=False),
                   val_studies_key(run, clips, cache))

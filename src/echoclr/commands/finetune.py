@@ -38,7 +38,9 @@ from echoclr.inits import check_init, init_encoder, start_from_probe
 from echoclr.losses import smoothed_bce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier
-from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
+from echoclr.options import (
+    LabeledReadoutSetting, device_opt, opt, precision_opt, view_opt,
+)
 from echoclr.runs import (
     JsonlLog,
     clear_model_outputs,
@@ -52,20 +54,8 @@ SELECT_ON = ("val_loss", "val_auroc")
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(ViewSetting):
-    cache: str = cache_opt()
+class FinetuneConfig(LabeledReadoutSetting):
     out: str = opt("runs/finetune", "Run folder: config.json, log.jsonl, model.pt, model.json.")
-    task: str = opt("lvh", "Binary label column of the manifest to learn.")
-    init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
-                              "pretraining encoder.pt.")
-    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
-                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
-    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
-    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
-                                    "torch's cache.")
-    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
-    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
-                                "the same studies.")
     val_fraction: float = opt(1.0, "Share of the validation studies used (paper: all, even at "
                                    "1 %).")
     seed: int = opt(0, "Seed of new layers, clip draws, augmentation and dropout.")

@@ -24,27 +24,17 @@ from echoclr.data.selection import select_rows, studies_fingerprint
 from echoclr.features import clip_features
 from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
-from echoclr.options import ViewSetting, cache_opt, device_opt, opt, precision_opt, view_opt
+from echoclr.options import (
+    LabeledReadoutSetting, device_opt, opt, precision_opt, view_opt,
+)
 from echoclr.probe import C_GRID, ProbeFit, fit_probe
 from echoclr.runs import JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config
 from echoclr.weights import load_classifier, save_classifier
 
 
 @dataclass(frozen=True)
-class ProbeConfig(ViewSetting):
-    cache: str = cache_opt()
+class ProbeConfig(LabeledReadoutSetting):
     out: str = opt("runs/probe", "Run folder: config.json, log.jsonl, model.pt, model.json.")
-    task: str = opt("lvh", "Binary label column of the manifest to learn.")
-    init: str = opt("random", "Encoder: random, kinetics, or the path of a pretraining "
-                              "encoder.pt.")
-    encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "
-                                 "r2plus1d_18, mc3_18 or r3d_tiny.")
-    width: int = opt(16, "Base width of r3d_tiny (features: 8 x width).")
-    weights: str | None = opt(None, "Kinetics-400 state-dict file; None reads the one in "
-                                    "torch's cache.")
-    fraction: float = opt(1.0, "Share of the labeled training studies used (nested subsets).")
-    fraction_seed: int = opt(0, "Seed of the subset draw; the same for every init, so all see "
-                                "the same studies.")
     seed: int = opt(0, "Seed of a random init's weights and of the cross-validation folds.")
     clip_len: int = opt(16, "Frames per clip.")
     period: int = opt(1, "Stride between the frames of a clip.")

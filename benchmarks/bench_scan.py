@@ -1,0 +1,220 @@
+"""Files/s and peak memory (RSS) of ``echoclr scan`` on a generated PACS-like export, by size.
+
+    PYTHONPATH=src python benchmarks/bench_scan.py [--files 1000 4000] [--workers 1 2]
+        [--per-study 20] [--link copy]
+
+``--files 1000 100000`` is the full check that memory stays flat in the number of files
+(≈ 22 GB of copies; ``--link hard`` needs almost no disk, but its files share inodes, hence
+pages, so its files/s flatters a real archive).
+
+The tree is PATIENT/STUDY/SERIES/IMAGE.dcm. Cines are pydicom's real ultrasound cine
+``examples_ybr_color.dcm`` (30 frames, JPEG baseline YBR_FULL_422): it is read and saved once
+with fixed-length placeholder UIDs, then each study patches in its own StudyInstanceUID,
+PatientID and AccessionNumber, each series its SeriesInstanceUID and each file its
+SOPInstanceUID as plain byte replacements (same length, so every file stays a valid DICOM) —
+pydicom runs once, not 10^5 times. About 5 % of the files are no cine (copies of the
+single-frame still ``examples_rgb_color.dcm`` and the structured report ``test-SR.dcm``) and one
+is corrupt (a DICM preamble over random bytes), so the report path is exercised too.
+
+Each scan is the real ``python -m echoclr scan ROOT --out M.csv --workers N`` in a subprocess,
+forked by a tiny go-between that reaps it with ``os.wait4``: its ``ru_maxrss`` is the peak RSS
+of the largest single process of that run (the scan or one of its header-reading workers; not
+their sum), a fresh figure per run. Wall time includes interpreter start and imports. The
+files were just written, so their headers are mostly in the page cache (a warm, not a
+cold-disk, figure). A second scan of the same tree and manifest (resume: every file unchanged,
+no header read) is timed too. The manifest must list exactly the generated cines, the report
+every other file, else this exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from io import BytesIO
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pydicom
+from pydicom.data import get_testdata_file
+
+import echoclr
+from echoclr.runs import machine_description
+
+# Placeholders of fixed length; "2.25.1" + 37 digits is a valid UID (no leading zero). A
+# replacement of the same length keeps every element length and so the file valid.
+UID_DIGITS = 37
+PH = {"study": "2.25.1" + "7" * UID_DIGITS, "series": "2.25.1" + "8" * UID_DIGITS,
+      "sop": "2.25.1" + "9" * UID_DIGITS, "patient": "PATIENTPLACEHOLD",  # LO, SH: 16 chars
+      "accession": "ACCPLACEHOLD0000"}
+COUNTS = {"study": 1, "series": 1, "sop": 2, "patient": 1, "accession": 1}  # SOP: meta + dataset
+
+# A small go-between that forks, execs the command and writes its ru_maxrss (KiB) to a file:
+# a command exec'd straight from this process (vfork/fork + exec) would report this process's
+# own peak RSS (torch, pandas: hundreds of MiB) as its ru_maxrss, since Linux folds the
+# pre-exec memory's high-water mark in; forked from a ~10 MiB process it reports its own.
+RSS_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(sys.argv[2], sys.argv[2:])
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def cine_template() -> bytes:
+    """examples_ybr_color.dcm saved with the placeholders as its identifiers."""
+    ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = PH["study"], PH["series"]
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = PH["sop"]
+    ds.PatientID, ds.AccessionNumber = PH["patient"], PH["accession"]
+    buf = BytesIO()
+    ds.save_as(buf)
+    data = buf.getvalue()
+    for key, n in COUNTS.items():  # each placeholder exactly where we mean to patch it
+        assert data.count(PH[key].encode()) == n, (key, data.count(PH[key].encode()))
+    return data
+
+
+def make_tree(root: Path, n_files: int, *, per_study: int, per_series: int = 5,
+              studies_per_patient: int = 2, link: str = "copy", seed: int = 0) -> dict:
+    """Write ``n_files`` files below ``root``; returns how many of each kind."""
+    rng = np.random.default_rng(seed)
+    template = cine_template()
+    others = {"still": Path(get_testdata_file("examples_rgb_color.dcm")),
+              "sr": Path(get_testdata_file("test-SR.dcm"))}
+    counts = {"cine": 0, "still": 0, "sr": 0, "corrupt": 0}
+    serial = 0
+    study_bytes = series_bytes = first = None
+    for i in range(n_files):
+        study, j = divmod(i, per_study)
+        patient = study // studies_per_patient
+        folder = root / f"P{patient:06d}" / f"ST{study % studies_per_patient:02d}" / \
+            f"SE{j // per_series:02d}"
+        if j % per_series == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        if j == 0:  # a study's identity: new study UID, patient ID, accession number
+            study_bytes = template.replace(PH["study"].encode(), uid(3, study)).replace(
+                PH["patient"].encode(), f"PID{patient:013d}".encode()).replace(
+                PH["accession"].encode(), f"ACC{study:013d}".encode())
+            first = None
+        if j % per_series == 0:
+            series_bytes = study_bytes.replace(PH["series"].encode(), uid(4, i))
+        path = folder / f"IM{j % per_series:03d}.dcm"
+        if i == n_files - 1:  # one corrupt file: a DICOM preamble over garbage
+            path.write_bytes(b"\0" * 128 + b"DICM" + rng.bytes(2000))
+            counts["corrupt"] += 1
+            continue
+        kind = rng.choice(["still", "sr", "cine"], p=[0.025, 0.025, 0.95])
+        counts[kind] += 1
+        if kind != "cine":  # the scanner skips these before their identity matters
+            shutil.copyfile(others[kind], path)
+        elif link == "hard" and first is not None:  # shares the study's first cine's inode
+            os.link(first, path)
+        else:
+            serial += 1
+            path.write_bytes(series_bytes.replace(PH["sop"].encode(), uid(5, serial)))
+            first = first or path
+    return counts
+
+
+def uid(kind: int, n: int) -> bytes:
+    """A unique UID as long as the placeholders: 2.25.<kind><n, zero-padded>."""
+    return f"2.25.{kind}{n:0{UID_DIGITS}d}".encode()
+
+
+def run_scan(root: Path, out: Path, workers: int) -> dict:
+    """``python -m echoclr scan`` in a subprocess: wall seconds and its peak RSS (MiB)."""
+    src = str(Path(echoclr.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (src, os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "echoclr", "scan", str(root), "--out", str(out),
+           "--workers", str(workers), "--salt", "bench"]
+    log = out.with_suffix(".log")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rss = out.with_suffix(".maxrss")
+    with open(log, "wb") as f:
+        tic = time.perf_counter()
+        rc = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
+                            check=False, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        wall = time.perf_counter() - tic
+    if rc:
+        sys.exit(f"{' '.join(cmd)} failed ({rc}):\n{log.read_text()}")
+    return {"wall": wall, "rss": int(rss.read_text()) / 1024,  # Linux: KiB
+            "summary": log.read_text().strip().splitlines()}
+
+
+def check(out: Path, counts: dict) -> pd.Series:
+    """The manifest lists every cine, the report every other file; exit 1 otherwise."""
+    manifest = pd.read_csv(out)
+    report = pd.read_csv(out.with_name("scan_report.csv"))
+    n_other = counts["still"] + counts["sr"] + counts["corrupt"]
+    if len(manifest) != counts["cine"] or len(report) != n_other:
+        sys.exit(f"{out}: {len(manifest)} manifest rows for {counts['cine']} generated cines, "
+                 f"{len(report)} report rows for {n_other} other files")
+    if manifest["study_id"].nunique() < 2 and counts["cine"] > 1:
+        sys.exit(f"{out}: the studies were not told apart")
+    return report["reason"].str.slice(0, 60).value_counts()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--files", type=int, nargs="+", default=[1000, 4000], help="tree sizes")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="scan --workers")
+    p.add_argument("--per-study", type=int, default=20, help="files per study")
+    p.add_argument("--link", choices=["copy", "hard"], default="copy",
+                   help="cines as copies, or hard links to the study's first cine")
+    p.add_argument("--tmp", default=None, help="folder for the trees (default: system temp)")
+    args = p.parse_args()
+    rows, reasons = [], None
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        for n in sorted(set(args.files)):
+            root = Path(tmp) / f"tree_{n}"
+            tic = time.perf_counter()
+            counts = make_tree(root, n, per_study=args.per_study, link=args.link)
+            gib = sum(f.stat().st_size for f in root.rglob("*.dcm")) / 2**30 \
+                if args.link == "copy" else float("nan")
+            print(f"tree of {n} files ({counts}; {gib:.2f} GiB) written in "
+                  f"{time.perf_counter() - tic:.1f} s")
+            for w in args.workers:
+                out = Path(tmp) / f"scan_{n}_{w}" / "manifest.csv"
+                first = run_scan(root, out, w)
+                found = check(out, counts)
+                reasons = found if reasons is None else reasons
+                again = run_scan(root, out, w)  # resume: the same tree and state
+                check(out, counts)
+                if not any(f"({n} unchanged" in line for line in again["summary"]):
+                    sys.exit(f"resume read files again: {again['summary']}")
+                rows.append((n, w, first, again))
+            shutil.rmtree(root)  # free the disk before the next, larger tree
+    print(f"\necho scan, {args.per_study} files per study, {args.link}; {machine_description()}")
+    print(f"{'files':>7} {'workers':>7} {'seconds':>8} {'files/s':>8} {'peak RSS MiB':>12}"
+          f" | {'resume s':>8} {'files/s':>8} {'peak RSS MiB':>12}")
+    for n, w, first, again in rows:
+        print(f"{n:7d} {w:7d} {first['wall']:8.2f} {n / first['wall']:8.0f} "
+              f"{first['rss']:12.1f} | {again['wall']:8.2f} {n / again['wall']:8.0f} "
+              f"{again['rss']:12.1f}")
+    small, large = min(args.files), max(args.files)
+    if small != large:
+        for w in args.workers:
+            peak = {n: (f["rss"], a["rss"]) for n, ww, f, a in rows if ww == w}
+            print(f"peak RSS {large} / {small} files, {w} workers: scan "
+                  f"{peak[large][0] / peak[small][0]:.2f}x, resume "
+                  f"{peak[large][1] / peak[small][1]:.2f}x (flat: ≈ 1)")
+    print(f"scan_report.csv of the {small}-file tree, reasons (first 60 characters):")
+    for reason, k in reasons.items():
+        print(f"  {k:6d}  {reason}")
+
+
+if __name__ == "__main__":
+    main()
