@@ -99,3 +99,81 @@ def test_refuses_mismatched_or_one_class_inputs():
         pooled_delta(y, np.zeros((2, 6)), np.zeros((3, 6)))
     with pytest.raises(ValueError, match=">= 2 positives"):
         pooled_delta(np.array([0, 0, 0, 1, 0, 0]), np.ones((2, 6)), np.ones((2, 6)))
+
+
+def reference_pooled(y, a, b, alpha=0.05):
+    """Every figure of pooled_delta recomputed from the naive components and the textbook
+    Welch–Satterthwaite formula, with scipy's t distribution."""
+    from scipy.stats import t as student_t
+
+    m, n, d = int(y.sum()), int((1 - y).sum()), len(a)
+    comps = [(naive_components(y, sa), naive_components(y, sb)) for sa, sb in zip(a, b)]
+    deltas = np.array([ca[0].mean() - cb[0].mean() for ca, cb in comps])
+    d10 = np.mean([ca[0] - cb[0] for ca, cb in comps], axis=0)
+    d01 = np.mean([ca[1] - cb[1] for ca, cb in comps], axis=0)
+    var_test = d10.var(ddof=1) / m + d01.var(ddof=1) / n
+    var_draws = deltas.var(ddof=1) / d if d > 1 else 0.0
+    var = var_test + var_draws
+    df = var**2 / (var_test**2 / (min(m, n) - 1)
+                   + (var_draws**2 / (d - 1) if d > 1 else 0.0))
+    t = deltas.mean() / np.sqrt(var)
+    half = student_t.ppf(1 - alpha / 2, df) * np.sqrt(var)
+    return {"var_test": var_test, "var_draws": var_draws, "df": df, "t": t,
+            "p_pooled": 2 * student_t.sf(abs(t), df), "ci_low": deltas.mean() - half,
+            "ci_high": deltas.mean() + half, "delta_mean": deltas.mean()}
+
+
+@pytest.mark.parametrize("draws, alpha", [(1, 0.05), (4, 0.05), (7, 0.1)])
+def test_every_figure_matches_an_independent_computation(draws, alpha):
+    rng = np.random.default_rng(10 + draws)
+    y, a, b = simulate(rng, n=60, draws=draws, effect=0.2)
+    got = pooled_delta(y, a, b, alpha=alpha)
+    for key, want in reference_pooled(y, a, b, alpha).items():
+        assert got[key] == pytest.approx(want, rel=1e-9, abs=1e-12), key
+    assert got["auroc_a"] == pytest.approx([naive_components(y, s)[0].mean() for s in a])
+    assert got["auroc_b"] == pytest.approx([naive_components(y, s)[0].mean() for s in b])
+    assert got["method"].startswith("DeLong (one draw)" if draws == 1 else "DeLong components")
+
+
+def test_identical_or_rank_equal_scores_give_no_difference_and_a_certain_one_is_infinite():
+    rng = np.random.default_rng(5)
+    y, a, _ = simulate(rng, n=40, draws=3)
+    same = pooled_delta(y, a, 2 * a + 1)  # the same ranking in every draw
+    assert (same["delta_mean"], same["p_pooled"], same["t"]) == (0.0, 1.0, 0.0)
+    assert same["ci_low"] == same["ci_high"] == 0.0 and same["draws_won"] == 0
+    perfect = np.tile(y.astype(float), (3, 1))  # AUROC 1 in every draw
+    constant = np.zeros_like(perfect)  # AUROC 0.5 in every draw, no spread
+    sure = pooled_delta(y, perfect, constant)
+    assert sure["delta_mean"] == 0.5 and sure["se"] == 0.0 and sure["df"] == float("inf")
+    assert sure["t"] == float("inf") and sure["p_pooled"] == 0.0
+    assert sure["ci_low"] == sure["ci_high"] == 0.5 and sure["draws_won"] == 3
+    worse = pooled_delta(y, constant, perfect)
+    assert worse["t"] == float("-inf") and worse["draws_won"] == 0
+
+
+def test_a_tied_draw_is_not_won():
+    rng = np.random.default_rng(6)
+    y, a, b = simulate(rng, n=50, draws=3, effect=1.0)
+    b[1] = a[1]  # draw 1: a tie
+    got = pooled_delta(y, a, b)
+    deltas = np.array(got["auroc_a"]) - np.array(got["auroc_b"])
+    assert deltas[1] == 0 and got["draws_won"] == int((deltas > 0).sum()) == 2
+
+
+def test_two_of_each_class_is_enough_and_bad_scores_are_named():
+    y = np.array([0, 1, 0, 1, 0])
+    scores = np.array([[0.1, 0.9, 0.3, 0.4, 0.2], [0.2, 0.8, 0.1, 0.7, 0.3]])
+    assert pooled_delta(y, scores, scores[::-1])["n_draws"] == 2  # m = 2, n = 3
+    assert pooled_delta(1 - y[:4], scores[:, :4], scores[::-1, :4])["n_draws"] == 2  # m=n=2
+    bad = scores.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="scores_a holds non-finite"):
+        pooled_delta(y, bad, scores)
+    with pytest.raises(ValueError, match="scores_b holds non-finite"):
+        pooled_delta(y, scores, bad)
+    with pytest.raises(ValueError, match=r"scores_a\[0\] holds 1 non-finite"):
+        pooled_delta(y, bad[::-1], scores)
+    with pytest.raises(ValueError, match="got 1 and 4"):
+        pooled_delta(np.array([0, 1, 0, 0, 0]), scores, scores)
+    listed = pooled_delta(y, scores.tolist(), scores[::-1].tolist())  # lists are arrays too
+    assert listed["delta_mean"] == pytest.approx(pooled_delta(y, scores, scores[::-1])["delta_mean"])
