@@ -60,7 +60,8 @@ TARGETS = {
                       "tests/test_info.py::test_info_on_a_manifest_names_one_class_splits_and_"
                       "missing_views")),
     "finetuning": Target("src/echoclr/finetuning.py",
-                         ("tests/test_finetune.py", "tests/test_finetune_behaviour.py")),
+                         ("tests/test_finetune.py", "tests/test_finetune_behaviour.py",
+                          "tests/test_finetune_steps.py")),
     "pooled": Target("src/echoclr/pooled.py", ("tests/test_pooled.py",)),
     "view_model": Target("src/echoclr/view_model.py",
                          ("tests/test_views.py::test_folded_fit_gives_sklearns_probabilities",
