@@ -82,7 +82,8 @@ TARGETS = {
                          "fraction",
                          "tests/test_probe.py::test_cross_validation_sees_only_the_drawn_"
                          "training_studies",
-                         "tests/test_views_and_splits.py", "tests/test_user_errors.py")),
+                         "tests/test_views_and_splits.py", "tests/test_user_errors.py",
+                         "tests/test_selection.py")),
     "transforms": Target("src/echoclr/data/transforms.py",
                          ("tests/test_transforms.py", "tests/test_reorder.py")),
     "datasets": Target("src/echoclr/data/datasets.py",
