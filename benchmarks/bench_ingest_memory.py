@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -125,16 +126,24 @@ def write_dicom(path: Path, h: int, w: int, t: int, photometric: str, ecg: bool,
     ds.save_as(path, enforce_file_format=True)
 
 
-def run_child(cmd: list[str], log: Path) -> dict:
-    """Run ``cmd`` under RSS_WRAPPER; its exit status, wall seconds and peak RSS (MiB)."""
+def run_child(cmd: list[str], log: Path, timeout: float) -> dict:
+    """Run ``cmd`` under RSS_WRAPPER; its exit status, wall seconds and peak RSS (MiB); past
+    ``timeout`` seconds it is killed (exit status "hung")."""
     src = str(Path(echoclr.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (src, os.environ.get("PYTHONPATH")) if p))
     rss = log.with_suffix(".maxrss")
     with open(log, "wb") as f:
         tic = time.perf_counter()
-        rc = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
-                            check=False, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.Popen([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
+                                env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a group of its own, to kill a hang
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = f"hung (killed after {timeout:.0f} s)"
         wall = time.perf_counter() - tic
     return {"rc": rc, "wall": wall, "rss": int(rss.read_text()) / 1024 if rss.is_file() else 0.0,
             "log": log.read_text(errors="replace")}
@@ -162,6 +171,7 @@ def main() -> None:
     p.add_argument("--ecg", action=argparse.BooleanOptionalAction, default=True,
                    help="a green ECG trace (non-neutral chroma; YBR only)")
     p.add_argument("--quality", type=int, default=85, help="JPEG quality")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds before a run is hung")
     args = p.parse_args()
     h, w, t = args.height, args.width, args.frames
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,7 +183,7 @@ def main() -> None:
         pd.DataFrame({"path": [str(dcm)], "study_id": ["S0"], "split": ["train"],
                       "lvh": [0]}).to_csv(manifest, index=False)
         base = run_child([sys.executable, "-c", "import echoclr.cli, echoclr.commands.ingest"],
-                         folder / "baseline.log")
+                         folder / "baseline.log", args.timeout)
         if base["rc"]:
             sys.exit(f"baseline import failed:\n{base['log']}")
         runs = []
@@ -182,7 +192,7 @@ def main() -> None:
             cmd = [sys.executable, "-m", "echoclr", "ingest", str(manifest), "--out", str(cache),
                    "--size", str(args.size), "--max-frames", str(k), "--workers", "1",
                    "--salt", "bench"]
-            run = run_child(cmd, folder / f"ingest_{k}.log")
+            run = run_child(cmd, folder / f"ingest_{k}.log", args.timeout)
             check_cache(cache, run, cmd)
             runs.append((k, run))
         file_mb = dcm.stat().st_size / 1e6

@@ -23,7 +23,8 @@ their sum), a fresh figure per run. Wall time includes interpreter start and imp
 files were just written, so their headers are mostly in the page cache (a warm, not a
 cold-disk, figure). A second scan of the same tree and manifest (resume: every file unchanged,
 no header read) is timed too. The manifest must list exactly the generated cines, the report
-every other file, else this exits 1.
+every other file, else this exits 1; a scan still running after ``--timeout`` seconds is
+killed (with its workers), shown as HUNG in the table, and this exits 1 after the table.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -133,8 +135,9 @@ def uid(kind: int, n: int) -> bytes:
     return f"2.25.{kind}{n:0{UID_DIGITS}d}".encode()
 
 
-def run_scan(root: Path, out: Path, workers: int) -> dict:
-    """``python -m echoclr scan`` in a subprocess: wall seconds and its peak RSS (MiB)."""
+def run_scan(root: Path, out: Path, workers: int, timeout: float) -> dict:
+    """``python -m echoclr scan`` in a subprocess: wall seconds and its peak RSS (MiB), or
+    ``error``: a run past ``timeout`` (a hang) is killed with its workers."""
     src = str(Path(echoclr.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (src, os.environ.get("PYTHONPATH")) if p))
@@ -145,13 +148,29 @@ def run_scan(root: Path, out: Path, workers: int) -> dict:
     rss = out.with_suffix(".maxrss")
     with open(log, "wb") as f:
         tic = time.perf_counter()
-        rc = subprocess.run([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
-                            check=False, env=env, stdout=f, stderr=subprocess.STDOUT).returncode
+        proc = subprocess.Popen([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
+                                env=env, stdout=f, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # a group of its own, to kill a hang
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            state = out.with_name(out.name + ".scan.jsonl")
+            done = state.read_text().count("\n") - 1 if state.is_file() else 0
+            return {"error": f"HUNG > {timeout:.0f} s ({done} files done)"}
         wall = time.perf_counter() - tic
     if rc:
         sys.exit(f"{' '.join(cmd)} failed ({rc}):\n{log.read_text()}")
     return {"wall": wall, "rss": int(rss.read_text()) / 1024,  # Linux: KiB
             "summary": log.read_text().strip().splitlines()}
+
+
+def cells(run: dict, n: int) -> str:
+    """A run's seconds, files/s and peak RSS MiB as table cells, or its error."""
+    if "error" in run:
+        return f"{run['error']:>30}"
+    return f"{run['wall']:8.2f} {n / run['wall']:8.0f} {run['rss']:12.1f}"
 
 
 def check(out: Path, counts: dict) -> pd.Series:
@@ -175,6 +194,7 @@ def main() -> None:
     p.add_argument("--link", choices=["copy", "hard"], default="copy",
                    help="cines as copies, or hard links to the study's first cine")
     p.add_argument("--tmp", default=None, help="folder for the trees (default: system temp)")
+    p.add_argument("--timeout", type=float, default=900, help="seconds before a scan is hung")
     args = p.parse_args()
     rows, reasons = [], None
     with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
@@ -182,38 +202,42 @@ def main() -> None:
             root = Path(tmp) / f"tree_{n}"
             tic = time.perf_counter()
             counts = make_tree(root, n, per_study=args.per_study, link=args.link)
-            gib = sum(f.stat().st_size for f in root.rglob("*.dcm")) / 2**30 \
-                if args.link == "copy" else float("nan")
-            print(f"tree of {n} files ({counts}; {gib:.2f} GiB) written in "
+            disk = f"{sum(f.stat().st_size for f in root.rglob('*.dcm')) / 2**30:.2f} GiB" \
+                if args.link == "copy" else "cines hard-linked per study"
+            print(f"tree of {n} files ({counts}; {disk}) written in "
                   f"{time.perf_counter() - tic:.1f} s")
             for w in args.workers:
                 out = Path(tmp) / f"scan_{n}_{w}" / "manifest.csv"
-                first = run_scan(root, out, w)
+                first = run_scan(root, out, w, args.timeout)
+                if "error" in first:  # report it with the rest, then exit 1
+                    rows.append((n, w, first, {"error": "not run"}))
+                    continue
                 found = check(out, counts)
                 reasons = found if reasons is None else reasons
-                again = run_scan(root, out, w)  # resume: the same tree and state
-                check(out, counts)
-                if not any(f"({n} unchanged" in line for line in again["summary"]):
-                    sys.exit(f"resume read files again: {again['summary']}")
+                again = run_scan(root, out, w, args.timeout)  # resume: same tree and state
+                if "error" not in again:
+                    check(out, counts)
+                    if not any(f"({n} unchanged" in line for line in again["summary"]):
+                        sys.exit(f"resume read files again: {again['summary']}")
                 rows.append((n, w, first, again))
             shutil.rmtree(root)  # free the disk before the next, larger tree
     print(f"\necho scan, {args.per_study} files per study, {args.link}; {machine_description()}")
     print(f"{'files':>7} {'workers':>7} {'seconds':>8} {'files/s':>8} {'peak RSS MiB':>12}"
           f" | {'resume s':>8} {'files/s':>8} {'peak RSS MiB':>12}")
     for n, w, first, again in rows:
-        print(f"{n:7d} {w:7d} {first['wall']:8.2f} {n / first['wall']:8.0f} "
-              f"{first['rss']:12.1f} | {again['wall']:8.2f} {n / again['wall']:8.0f} "
-              f"{again['rss']:12.1f}")
+        print(f"{n:7d} {w:7d} {cells(first, n)} | {cells(again, n)}")
     small, large = min(args.files), max(args.files)
-    if small != large:
-        for w in args.workers:
-            peak = {n: (f["rss"], a["rss"]) for n, ww, f, a in rows if ww == w}
+    for w in args.workers if small != large else []:
+        peak = {n: (f.get("rss"), a.get("rss")) for n, ww, f, a in rows if ww == w}
+        if None not in peak[large] + peak[small]:
             print(f"peak RSS {large} / {small} files, {w} workers: scan "
                   f"{peak[large][0] / peak[small][0]:.2f}x, resume "
                   f"{peak[large][1] / peak[small][1]:.2f}x (flat: ≈ 1)")
-    print(f"scan_report.csv of the {small}-file tree, reasons (first 60 characters):")
-    for reason, k in reasons.items():
+    print("scan_report.csv of the first finished scan, reasons (first 60 characters):")
+    for reason, k in (reasons if reasons is not None else {}).items():
         print(f"  {k:6d}  {reason}")
+    if any("error" in row[2] or "error" in row[3] for row in rows):
+        sys.exit("some scans did not finish (see the table)")
 
 
 if __name__ == "__main__":

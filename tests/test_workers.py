@@ -47,3 +47,23 @@ def test_run_jobs_retries_the_unfinished_and_blames_the_dead():
     results = dict(run_jobs(_job, {k: {"k": k} for k in range(12)}, 3, desc="t", unit="job",
                             died=lambda how: how))
     assert results == {k: (k * k if k != 5 else "exited with status 3") for k in range(12)}
+
+
+def _square(k: int) -> int:
+    return k * k
+
+
+def test_many_jobs_with_long_ids_never_stall_the_pool():
+    """Each job announces its id on a pipe as it starts; unread, 64 KiB of announcements
+    blocked a worker in put() and hung the pool (echoclr scan --workers 2 stopped at 1,040
+    files). Run in a thread with a deadline so a regression fails instead of hanging."""
+    import threading
+
+    jobs = ((("x" * 200, k), {"k": k}) for k in range(3000))  # ≈ 0.7 MB of announcements
+    out: dict = {}
+    thread = threading.Thread(target=lambda: out.update(run_jobs(
+        _square, jobs, 2, desc="t", unit="job", died=lambda how: how, total=3000)), daemon=True)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), f"the pool stalled after {len(out)} of 3000 jobs"
+    assert out == {("x" * 200, k): k * k for k in range(3000)}

@@ -91,7 +91,7 @@ def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
         retry: list = []  # jobs of a dead pool that had not started
         while True:
             queued = itertools.chain(retry, todo)
-            retry, in_flight, broke = [], {}, False
+            retry, in_flight, broke, announced = [], {}, False, set()
             started = _context().SimpleQueue()  # put() writes at once: seen even if killed
             with ProcessPoolExecutor(max_workers=workers, mp_context=_context(),
                                      initializer=_remember, initargs=(started,)) as pool:
@@ -102,13 +102,18 @@ def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
                     if not in_flight:
                         break
                     done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                    # Read the announcements as they come: unread, they fill the pipe behind
+                    # the queue (64 KiB) and a worker blocks in put(), stalling the pool.
+                    announced |= _drain(started)
                     try:
                         finished = [(f, f.result()) for f in done]
                     except BrokenProcessPool:
                         broke = True
                         break
                     for future, result in finished:
-                        yield in_flight.pop(future)[0], result
+                        job_id = in_flight.pop(future)[0]
+                        announced.discard(job_id)
+                        yield job_id, result
                         bar.update()
                 if broke:
                     pool.shutdown(wait=True, cancel_futures=True)
@@ -117,7 +122,8 @@ def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
             # The jobs that had started are the suspects: each runs again alone, and the one
             # that dies again is blamed; none announced (killed at start?): the first one.
             lost = list(in_flight.values())
-            suspects = _drain(started) & {job_id for job_id, _ in lost} or {lost[0][0]}
+            announced |= _drain(started)
+            suspects = announced & {job_id for job_id, _ in lost} or {lost[0][0]}
             for job_id, kwargs in lost:
                 if job_id in suspects:
                     yield job_id, run_alone(fn, kwargs, died=died)
@@ -128,7 +134,7 @@ def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
 
 
 def _drain(started) -> set:
-    """The ids a dead pool's workers had announced."""
+    """The ids the pool's workers have announced since the last call (without blocking)."""
     ids = set()
     while not started.empty():
         ids.add(started.get())
