@@ -9,7 +9,7 @@ depends on ``--quality`` and the content; the decoded sizes are what matter).
 The check is the bound stated in ``echoclr/data/reduce.py``: frames are converted to gray as
 they are decoded, only the frames kept are read (``--max-frames``), and a video whose kept
 full-resolution gray frames pass ``GRAY_BUDGET`` (256 MiB) is decoded twice instead of held, so
-the peak is about ``min(T_read·H·W, 256 MiB) + 40·H·W`` bytes (+ the output, T_read·112² bytes,
+the peak is about ``min(T_read·H·W, 256 MiB) + 40·H·W + 3·CHUNK_BYTES`` bytes (+ the output, T_read·112² bytes,
 negligible) over what the process holds before it decodes anything — where T_read is the number
 of frames needed (``min(frames, max_frames)``), not the file's frame count.
 
@@ -55,6 +55,7 @@ from echoclr.runs import machine_description
 
 MIB = 2**20
 FAN_BYTES_PER_PIXEL = 40  # reduce.py's docstring: ≈ 40·H·W bytes of fan estimation
+RESIZE_BYTES = 3 * 32 * 1024**2  # ... and ≈ 3·CHUNK_BYTES of a chunk's resize temporaries
 
 # A small go-between that forks, execs the command and writes its ru_maxrss (KiB) to a file:
 # a command exec'd straight from this process (vfork/fork + exec) would report this process's
@@ -209,12 +210,14 @@ def main() -> None:
     for k, run in runs:
         t_read = min(t, k)  # no --target-fps: the first max_frames frames, none repeated
         path = "held" if t_read * h * w <= GRAY_BUDGET else "two-pass"
-        bound = (min(t_read * h * w, GRAY_BUDGET) + FAN_BYTES_PER_PIXEL * h * w) / MIB
+        bound = (min(t_read * h * w, GRAY_BUDGET) + FAN_BYTES_PER_PIXEL * h * w
+                 + RESIZE_BYTES) / MIB
         inc = run["rss"] - base["rss"]
         print(f"{k:10d} {t_read:6d} {path:>8} {t_read * h * w / MIB:8.0f} {run['wall']:7.1f} "
               f"{run['rss']:8.0f} {inc:9.0f} {bound:6.0f}  "
               f"{'yes' if inc <= bound else f'NO ({inc / bound:.2f}x the bound)'}")
-    print("(MiB; bound = min(T_read·H·W, GRAY_BUDGET) + 40·H·W, reduce.py's docstring; "
+    print("(MiB; bound = min(T_read·H·W, GRAY_BUDGET) + 40·H·W + 3·CHUNK_BYTES, reduce.py's "
+          "docstring; "
           "increment = peak RSS - baseline)")
 
 

@@ -152,17 +152,25 @@ def _length_mismatch(ds: pydicom.Dataset, n_frames: int, length: int, expected: 
             f"({length} bytes, {frame_bytes} per frame)")
 
 
+YBR_ROWS = 128  # rows of a YBR frame converted to RGB at once
+
+
 def _ybr_to_rgb_or_gray(ybr: np.ndarray) -> np.ndarray:
     """YBR_FULL (H, W, 3) → RGB (DICOM PS3.3 C.7.6.3.1.2); the Y plane alone if Cb = Cr = 128."""
     if ybr.dtype != np.uint8:
         return pydicom.pixels.convert_color_space(ybr, "YBR_FULL", "RGB")
     if (ybr[..., 1] == 128).all() and (ybr[..., 2] == 128).all():
         return np.ascontiguousarray(ybr[..., 0])
-    y = ybr[..., 0].astype(np.float32)
-    cb = ybr[..., 1].astype(np.float32) - 128
-    cr = ybr[..., 2].astype(np.float32) - 128
-    rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], axis=-1)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+    out = np.empty(ybr.shape, np.uint8)
+    for top in range(0, ybr.shape[0], YBR_ROWS):  # strips: float temporaries of a few MiB,
+        block = ybr[top:top + YBR_ROWS]  # not ~48 bytes per pixel of a 4096 x 4096 frame
+        y = block[..., 0].astype(np.float32)
+        cb = block[..., 1].astype(np.float32) - 128
+        cr = block[..., 2].astype(np.float32) - 128
+        rgb = np.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb],
+                       axis=-1)
+        out[top:top + YBR_ROWS] = np.clip(np.rint(rgb), 0, 255)
+    return out
 
 
 def _dicom_to_uint8(path: Path, ds: pydicom.Dataset, raw: np.ndarray, photometric: str,
