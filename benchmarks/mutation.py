@@ -69,7 +69,14 @@ TARGETS = {
                           "confusion",
                           "tests/test_views.py::test_separable_views_are_learned_from_five_"
                           "videos_each",
-                          "tests/test_views.py::test_one_view_or_one_video_per_view_is_refused"),
+                          "tests/test_views.py::test_one_view_or_one_video_per_view_is_refused",
+                          "tests/test_views.py::test_c_is_the_best_cross_validated_macro_auroc_"
+                          "and_the_refit_is_sklearns",
+                          "tests/test_views.py::test_views_on_single_studies_fall_back_to_the_"
+                          "default_c",
+                          "tests/test_views.py::test_view_metrics_leave_out_views_that_were_not_"
+                          "held_out",
+                          "tests/test_views.py::test_inputs_that_do_not_line_up_are_refused"),
                          ("_fit", "macro_auroc", "fit_view_model", "view_metrics")),
     "probe": Target("src/echoclr/probe.py",
                     ("tests/test_probe.py::test_probe_is_sklearns_balanced_logistic_regression_on_"

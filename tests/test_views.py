@@ -139,3 +139,95 @@ def test_views_without_labels_is_one_line(three_view_cache, tmp_path, capsys):
                  "--label-column", "echo_view", "--encoder", "r3d_tiny", "--width", "4"]) == 2
     err = capsys.readouterr().err.strip()
     assert "Traceback" not in err and "no column 'echo_view'" in err and "manifest.csv" in err
+
+
+def independent_grid(x, names, groups, k, seed, cs):
+    """Out-of-fold macro AUROC per C from scikit-learn alone (pipeline, predict_proba)."""
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.pipeline import make_pipeline
+
+    classes = sorted(set(names))
+    y = np.searchsorted(classes, names)
+    grid = {}
+    for c in cs:
+        oof = np.zeros((len(y), len(classes)))
+        for train, held in StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(
+                x, y, groups):
+            model = make_pipeline(StandardScaler(), LogisticRegression(
+                C=c, class_weight="balanced", max_iter=5000)).fit(x[train], y[train])
+            oof[held] = model.predict_proba(x[held])
+        grid[c] = (roc_auc_score(y, oof[:, 1]) if len(classes) == 2 else
+                   roc_auc_score(y, oof, multi_class="ovr", average="macro"))
+    return grid
+
+
+@pytest.mark.parametrize("views, counts, seed", [(("A4C", "PLAX"), (6, 14), 0),
+                                                 (("A2C", "A4C", "PLAX"), (5, 9, 16), 4)])
+def test_c_is_the_best_cross_validated_macro_auroc_and_the_refit_is_sklearns(views, counts,
+                                                                           seed):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 0.6, size=(len(views), 5))  # overlapping: C matters
+    x = np.concatenate([c + rng.normal(size=(n, 5)) for c, n in zip(centres, counts)])
+    names = np.repeat(views, counts)
+    groups = np.array([f"S{k // 2}" for k in range(len(x))])
+    cs = (1e-3, 1e-2, 1e-1, 1.0)
+    model = fit_view_model(x, names, groups, cs=cs, folds=3, seed=seed)
+    want = independent_grid(x, names, groups, 3, seed, cs)
+    assert model.cv_grid == pytest.approx(want) and model.cv_folds == 3
+    best = max(want.values())
+    assert model.c == min(c for c, v in want.items() if v >= best - 1e-12)
+    assert model.cv_macro_auroc == pytest.approx(want[model.c])
+    y = np.searchsorted(sorted(views), names)
+    refit = make_refit(x, y, model.c)
+    np.testing.assert_allclose(model.proba(x), refit.predict_proba(x), atol=1e-7)
+
+
+def make_refit(x, y, c):
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(StandardScaler(), LogisticRegression(
+        C=c, class_weight="balanced", max_iter=5000)).fit(x, y)
+
+
+def test_views_on_single_studies_fall_back_to_the_default_c():
+    from echoclr.probe import DEFAULT_C
+
+    x, names, _ = blobs(3, sep=1.0)
+    groups = np.array(["S_a"] * 3 + ["S_b"] * 3 + ["S_c"] * 3)  # each view one study
+    model = fit_view_model(x, names, groups)
+    assert (model.c, model.cv_macro_auroc, model.cv_folds, model.cv_grid) == \
+        (DEFAULT_C, None, 0, {})
+    y = np.searchsorted(model.views, names)
+    np.testing.assert_allclose(model.proba(x), make_refit(x, y, DEFAULT_C).predict_proba(x),
+                               atol=1e-7)
+
+
+def test_view_metrics_leave_out_views_that_were_not_held_out():
+    views = ("A2C", "A4C", "PLAX")
+    proba = np.array([[0.2, 0.3, 0.5], [0.1, 0.6, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    m = view_metrics(views, np.array(["PLAX", "A4C", "A4C", "PLAX"]), proba)
+    assert m["per_view_auroc"]["A2C"] is None  # no A2C video: no AUROC, not in the macro
+    assert m["per_view_auroc"]["A4C"] == pytest.approx(roc_auc_score([0, 1, 1, 0], proba[:, 1]))
+    assert m["macro_auroc"] == pytest.approx(np.mean([m["per_view_auroc"]["A4C"],
+                                                      m["per_view_auroc"]["PLAX"]]))
+    assert m["confusion"] == [[0, 0, 0], [0, 1, 1], [1, 0, 1]] and m["n_videos"] == 4
+    only = view_metrics(views, np.array(["PLAX", "PLAX"]), proba[:2])
+    assert only["per_view_auroc"] == {"A2C": None, "A4C": None, "PLAX": None}
+    assert only["macro_auroc"] is None and only["accuracy"] == 0.5
+    empty = view_metrics(views, np.array([], dtype=str), np.zeros((0, 3)))
+    assert empty["macro_auroc"] is None and empty["accuracy"] is None
+    assert empty["confusion"] == [[0, 0, 0]] * 3 and empty["views"] == list(views)
+    with pytest.raises(ValueError, match=r"labels \['PSAX'\] are not among the model's views"):
+        view_metrics(views, np.array(["PSAX", "PLAX"]), proba[:2])
+
+
+def test_inputs_that_do_not_line_up_are_refused():
+    x, names, groups = blobs(3)
+    with pytest.raises(ValueError, match="features"):
+        fit_view_model(x[:-1], names, groups)
+    with pytest.raises(ValueError, match="groups"):
+        fit_view_model(x, names, groups[:-1])
+    with pytest.raises(ValueError, match="features"):
+        fit_view_model(x[:, 0], names, groups)
+    two = fit_view_model(x[3:], names[3:], groups[3:])  # two views of 3 videos: enough
+    assert two.views == ("A4C", "PLAX")

@@ -113,7 +113,7 @@ def view_metrics(views: tuple[str, ...], true: np.ndarray, proba: np.ndarray) ->
     columns: predicted, in ``views`` order) of labeled videos; ``true`` (N,) view names,
     ``proba`` (N, V). Views absent from ``true`` get no AUROC."""
     true = np.asarray(true).astype(str)
-    unknown = sorted(set(true) - set(views))
+    unknown = sorted(str(v) for v in set(true) - set(views))
     if unknown:
         raise ValueError(f"labels {unknown} are not among the model's views {list(views)}")
     y = np.searchsorted(views, true)
@@ -124,5 +124,6 @@ def view_metrics(views: tuple[str, ...], true: np.ndarray, proba: np.ndarray) ->
     return {"n_videos": int(len(y)), "per_view_auroc": per_view,
             "macro_auroc": float(np.mean(scored)) if scored else None,
             "accuracy": float((predicted == y).mean()) if len(y) else None,
-            "confusion": confusion_matrix(y, predicted, labels=range(len(views))).tolist(),
+            "confusion": (confusion_matrix(y, predicted, labels=range(len(views))) if len(y)
+                          else np.zeros((len(views), len(views)), int)).tolist(),
             "views": list(views)}
