@@ -82,3 +82,27 @@ def test_a_long_video_is_accepted_and_read_only_to_max_frames(tmp_path, monkeypa
     out, _, source, _ = decode_and_preprocess(path, prep)
     assert out.shape == (10, 16, 16) and source.n_frames == 20_000
     assert sorted(decoded) == list(range(10))
+
+
+@pytest.mark.parametrize("kind", ["avi", "dicom"])
+def test_the_decoded_size_limit_binds_only_a_read_that_holds_every_frame(tmp_path, monkeypatch,
+                                                                         kind):
+    """A 4096² x 100 JPEG DICOM (4.7 GiB as RGB) was refused by the 2 GiB limit meant for
+    holding every frame; ingest reduces frame by frame, so it must not apply there."""
+    from echoclr.data import video as video_module
+    from echoclr.data import video_types
+    from echoclr.data.video_types import VideoReadError
+
+    frames = echo_frames(t=12, h=48, w=64, seed=1)[0]
+    path = tmp_path / ("v.avi" if kind == "avi" else "v.dcm")
+    if kind == "avi":
+        write_video(path, frames, fps=30)
+    else:
+        write_dicom(path, frames)
+    monkeypatch.setattr(video_types, "MAX_DECODED_BYTES", 10_000)  # below one video's bytes
+    monkeypatch.setattr(video_module, "MAX_DECODED_BYTES", 10_000)
+    with pytest.raises(VideoReadError, match="GiB limit"):
+        read_video(path)
+    prep = Preprocessing(size=16, max_frames=12, min_fps=25.0, target_fps=None)
+    cached, _, _, _ = decode_and_preprocess(path, prep)
+    assert cached.shape == (12, 16, 16)

@@ -88,7 +88,8 @@ class DicomSource:
                 yield i, arr
 
 
-def open_dicom(path: Path, max_frames: int | None, salt: str) -> DicomSource:
+def open_dicom(path: Path, max_frames: int | None, salt: str, *, held: bool = False
+               ) -> DicomSource:
     """The header of a DICOM cine, checked (sizes, frame count against the pixel data).
 
     Raises:
@@ -101,7 +102,8 @@ def open_dicom(path: Path, max_frames: int | None, salt: str) -> DicomSource:
     if reason := not_an_image(header):
         raise VideoReadError(path, reason)
     source = DicomSource(path, header, salt)
-    check_size(path, source.n_frames, source.height, source.width, source.channels, max_frames)
+    check_size(path, source.n_frames, source.height, source.width, source.channels, max_frames,
+               held=held)
     _check_frame_count(path, header, source.n_frames)
     return source
 

@@ -40,9 +40,10 @@ BARE_STREAMS = {"mjpeg", "mpjpeg", "image2", "image2pipe", "rawvideo", "h261", "
 
 
 def open_video(path: str | os.PathLike, *, max_frames: int | None = None,
-               salt: str = "") -> FrameSource:
+               salt: str = "", held: bool = False) -> FrameSource:
     """Open a DICOM cine (detected by its "DICM" preamble or a .dcm suffix), AVI or MP4 and check
-    its header (sizes, frame count); frames are decoded later, one at a time.
+    its header (sizes, frame count); frames are decoded later, one at a time. ``held``: the
+    caller will hold every frame at once (``read_video``), so the decoded-size limit applies.
 
     Raises:
         VideoReadError: missing, empty, not a video, inconsistent or too large.
@@ -56,8 +57,8 @@ def open_video(path: str | os.PathLike, *, max_frames: int | None = None,
         if path.stat().st_size == 0:
             raise VideoReadError(path, "empty file (0 bytes)")
         if is_dicom(path):
-            return open_dicom(path, max_frames, salt)
-        return AVSource(path, max_frames)
+            return open_dicom(path, max_frames, salt, held=held)
+        return AVSource(path, max_frames, held=held)
     except VideoReadError:
         raise
     except Exception as err:  # a decoder's own exception: report it against the file
@@ -81,7 +82,7 @@ def read_video(path: str | os.PathLike, *, max_frames: int | None = None, salt: 
     Raises:
         VideoReadError: missing, empty, not a video, truncated, inconsistent or too large.
     """
-    source = open_video(path, max_frames=max_frames, salt=salt)
+    source = open_video(path, max_frames=max_frames, salt=salt, held=True)
     try:
         frames = [f for _, f in source.frames(max_frames)]
     except VideoReadError:
@@ -103,8 +104,8 @@ def _container_name(fmt_name: str) -> str:
 class AVSource:
     """An AVI/MP4 (any container PyAV reads that stores a frame rate), header checked."""
 
-    def __init__(self, path: Path, max_frames: int | None):
-        self.path = path
+    def __init__(self, path: Path, max_frames: int | None, *, held: bool = False):
+        self.path, self.held = path, held
         try:
             container = av.open(str(path), metadata_errors="ignore")
         except av.FFmpegError as err:
@@ -124,7 +125,8 @@ class AVSource:
             self.n_frames = self.declared
             estimate = self.declared or _estimate_frames(stream, container, self.fps)
             self.height, self.width = stream.codec_context.height, stream.codec_context.width
-            check_size(path, estimate or 0, self.height, self.width, 3, max_frames)
+            check_size(path, estimate or 0, self.height, self.width, 3, max_frames,
+                       held=held)
             self.meta = {"source_format": _container_name(fmt), "codec": stream.codec_context.name,
                          "n_frames_declared": estimate}
 
@@ -132,7 +134,8 @@ class AVSource:
         """Gray (H, W) frames while every frame's chroma is neutral (cheaper, and gray is what
         they are), RGB (H, W, 3) once one is not; capped by the size limits."""
         # A header without a frame count cannot be checked up front: cap while decoding.
-        cap = min(MAX_FRAMES, MAX_DECODED_BYTES // (self.height * self.width * 3))
+        cap = min(MAX_FRAMES, MAX_DECODED_BYTES // (self.height * self.width * 3)) \
+            if self.held else MAX_FRAMES
         mode, n = "gray", 0
         with av.open(str(self.path), metadata_errors="ignore") as container:
             stream = container.streams.video[0]

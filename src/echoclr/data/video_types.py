@@ -64,9 +64,11 @@ def stack_frames(frames: list[np.ndarray]) -> np.ndarray:
 
 
 def check_size(path: str | os.PathLike, n_frames: int, height: int, width: int, channels: int,
-               max_frames: int | None) -> None:
+               max_frames: int | None, *, held: bool) -> None:
     """Refuse absurd dimensions from a header, before decoding (limits: module constants); a
-    long video is fine when only ``max_frames`` of it are read."""
+    long video is fine when only ``max_frames`` of it are read. ``MAX_DECODED_BYTES`` binds only
+    a ``held`` read (all frames in memory at once); a read reduced frame by frame
+    (:mod:`echoclr.data.reduce`) holds a bounded part of them, whatever the video's size."""
     if height < 1 or width < 1:
         raise VideoReadError(path, f"invalid frame size {width}x{height}")
     if height > MAX_SIDE or width > MAX_SIDE:
@@ -76,7 +78,7 @@ def check_size(path: str | os.PathLike, n_frames: int, height: int, width: int, 
     if n_decoded > MAX_FRAMES:
         raise VideoReadError(path, f"{n_decoded} frames exceed the {MAX_FRAMES}-frame limit")
     n_bytes = n_decoded * height * width * channels
-    if n_bytes > MAX_DECODED_BYTES:
+    if held and n_bytes > MAX_DECODED_BYTES:
         raise VideoReadError(
             path, f"{n_decoded} frames of {width}x{height}x{channels} would decode to "
             f"{n_bytes / 1024**3:.1f} GiB, over the {MAX_DECODED_BYTES / 1024**3:.0f} GiB limit")
