@@ -97,7 +97,8 @@ TARGETS = {
                        ("tests/test_pairs.py", "tests/test_embed_reference.py"),
                        ("StudyPairDataset", "ClipDataset", "_CacheDataset")),
     "sampling": Target("src/echoclr/data/sampling.py",
-                       ("tests/test_distributed_equivalence.py", "tests/test_pairs.py")),
+                       ("tests/test_distributed_equivalence.py", "tests/test_pairs.py",
+                        "tests/test_sampling.py")),
 }
 
 
