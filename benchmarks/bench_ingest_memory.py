@@ -32,9 +32,6 @@ entry, else this exits 1.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,31 +46,13 @@ from PIL import Image
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import JPEGBaseline8Bit, UltrasoundMultiFrameImageStorage, generate_uid
 
-import echoclr
+from _bench import run_with_peak_rss  # benchmarks/_bench.py
 from echoclr.data.reduce import GRAY_BUDGET
 from echoclr.runs import machine_description
 
 MIB = 2**20
 FAN_BYTES_PER_PIXEL = 40  # reduce.py's docstring: ≈ 40·H·W bytes of fan estimation
 RESIZE_BYTES = 3 * 32 * 1024**2  # ... and ≈ 3·CHUNK_BYTES of a chunk's resize temporaries
-
-# A small go-between that forks, execs the command and writes its ru_maxrss (KiB) to a file:
-# a command exec'd straight from this process (vfork/fork + exec) would report this process's
-# own peak RSS (torch, pandas: hundreds of MiB) as its ru_maxrss, since Linux folds the
-# pre-exec memory's high-water mark in; forked from a ~10 MiB process it reports its own.
-RSS_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
 
 def echo_frames(t: int, h: int, w: int, *, rgb: bool, ecg: bool, seed: int = 0):
     """Yield ``t`` uint8 (h, w) or (h, w, 3) frames one at a time (a 4096² video is never held):
@@ -128,26 +107,8 @@ def write_dicom(path: Path, h: int, w: int, t: int, photometric: str, ecg: bool,
 
 
 def run_child(cmd: list[str], log: Path, timeout: float) -> dict:
-    """Run ``cmd`` under RSS_WRAPPER; its exit status, wall seconds and peak RSS (MiB); past
-    ``timeout`` seconds it is killed (exit status "hung")."""
-    src = str(Path(echoclr.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (src, os.environ.get("PYTHONPATH")) if p))
-    rss = log.with_suffix(".maxrss")
-    with open(log, "wb") as f:
-        tic = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
-                                env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # a group of its own, to kill a hang
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            rc = f"hung (killed after {timeout:.0f} s)"
-        wall = time.perf_counter() - tic
-    return {"rc": rc, "wall": wall, "rss": int(rss.read_text()) / 1024 if rss.is_file() else 0.0,
-            "log": log.read_text(errors="replace")}
+    """Run ``cmd``: its exit status, wall seconds and peak RSS (MiB); killed past ``timeout``."""
+    return run_with_peak_rss(cmd, log, timeout)
 
 
 def check_cache(cache: Path, run: dict, cmd: list[str]) -> None:

@@ -32,8 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ import pandas as pd
 import pydicom
 from pydicom.data import get_testdata_file
 
-import echoclr
+from _bench import run_with_peak_rss  # benchmarks/_bench.py
 from echoclr.runs import machine_description
 
 # Placeholders of fixed length; "2.25.1" + 37 digits is a valid UID (no leading zero). A
@@ -55,24 +53,6 @@ PH = {"study": "2.25.1" + "7" * UID_DIGITS, "series": "2.25.1" + "8" * UID_DIGIT
       "sop": "2.25.1" + "9" * UID_DIGITS, "patient": "PATIENTPLACEHOLD",  # LO, SH: 16 chars
       "accession": "ACCPLACEHOLD0000"}
 COUNTS = {"study": 1, "series": 1, "sop": 2, "patient": 1, "accession": 1}  # SOP: meta + dataset
-
-# A small go-between that forks, execs the command and writes its ru_maxrss (KiB) to a file:
-# a command exec'd straight from this process (vfork/fork + exec) would report this process's
-# own peak RSS (torch, pandas: hundreds of MiB) as its ru_maxrss, since Linux folds the
-# pre-exec memory's high-water mark in; forked from a ~10 MiB process it reports its own.
-RSS_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-open(sys.argv[1], "w").write(str(usage.ru_maxrss))
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
 
 def cine_template() -> bytes:
     """examples_ybr_color.dcm saved with the placeholders as its identifiers."""
@@ -138,32 +118,17 @@ def uid(kind: int, n: int) -> bytes:
 def run_scan(root: Path, out: Path, workers: int, timeout: float) -> dict:
     """``python -m echoclr scan`` in a subprocess: wall seconds and its peak RSS (MiB), or
     ``error``: a run past ``timeout`` (a hang) is killed with its workers."""
-    src = str(Path(echoclr.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        p for p in (src, os.environ.get("PYTHONPATH")) if p))
     cmd = [sys.executable, "-m", "echoclr", "scan", str(root), "--out", str(out),
            "--workers", str(workers), "--salt", "bench"]
-    log = out.with_suffix(".log")
     out.parent.mkdir(parents=True, exist_ok=True)
-    rss = out.with_suffix(".maxrss")
-    with open(log, "wb") as f:
-        tic = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-S", "-c", RSS_WRAPPER, str(rss), *cmd],
-                                env=env, stdout=f, stderr=subprocess.STDOUT,
-                                start_new_session=True)  # a group of its own, to kill a hang
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            state = out.with_name(out.name + ".scan.jsonl")
-            done = state.read_text().count("\n") - 1 if state.is_file() else 0
-            return {"error": f"HUNG > {timeout:.0f} s ({done} files done)"}
-        wall = time.perf_counter() - tic
-    if rc:
-        sys.exit(f"{' '.join(cmd)} failed ({rc}):\n{log.read_text()}")
-    return {"wall": wall, "rss": int(rss.read_text()) / 1024,  # Linux: KiB
-            "summary": log.read_text().strip().splitlines()}
+    run = run_with_peak_rss(cmd, out.with_suffix(".log"), timeout)
+    if isinstance(run["rc"], str):  # hung, killed with its workers
+        state = out.with_name(out.name + ".scan.jsonl")
+        done = state.read_text().count("\n") - 1 if state.is_file() else 0
+        return {"error": f"HUNG > {timeout:.0f} s ({done} files done)"}
+    if run["rc"]:
+        sys.exit(f"{' '.join(cmd)} failed ({run['rc']}):\n{run['log']}")
+    return {"wall": run["wall"], "rss": run["rss"], "summary": run["log"].strip().splitlines()}
 
 
 def cells(run: dict, n: int) -> str:
