@@ -144,7 +144,6 @@ def test_views_without_labels_is_one_line(three_view_cache, tmp_path, capsys):
 def independent_grid(x, names, groups, k, seed, cs):
     """Out-of-fold macro AUROC per C from scikit-learn alone (pipeline, predict_proba)."""
     from sklearn.model_selection import StratifiedGroupKFold
-    from sklearn.pipeline import make_pipeline
 
     classes = sorted(set(names))
     y = np.searchsorted(classes, names)
@@ -153,9 +152,7 @@ def independent_grid(x, names, groups, k, seed, cs):
         oof = np.zeros((len(y), len(classes)))
         for train, held in StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(
                 x, y, groups):
-            model = make_pipeline(StandardScaler(), LogisticRegression(
-                C=c, class_weight="balanced", max_iter=5000)).fit(x[train], y[train])
-            oof[held] = model.predict_proba(x[held])
+            oof[held] = make_refit(x[train], y[train], c).predict_proba(x[held])
         grid[c] = (roc_auc_score(y, oof[:, 1]) if len(classes) == 2 else
                    roc_auc_score(y, oof, multi_class="ovr", average="macro"))
     return grid

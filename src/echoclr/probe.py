@@ -4,7 +4,9 @@ Fitted on the study features (the mean over a study's videos of their clip-avera
 the labeled training studies, classes balanced, with its inverse regularisation strength C chosen
 by stratified cross-validation grouped by patient — on those studies only, never validation or
 test. The standardisation is folded into the weights, so the probe is one ``Linear(F, 1)`` on
-raw features: the head of a :class:`~echoclr.models.Classifier`, scored like any other. LP-FT (Kumar et al., ICLR 2022) starts fine-tuning from this head.
+raw features: the head of a :class:`~echoclr.models.Classifier`, scored like any other. LP-FT
+(Kumar et al., ICLR 2022) starts fine-tuning from this head. :func:`fit_logistic` and
+:func:`select_c` also serve the echo-view classifier (:mod:`echoclr.view_model`).
 """
 
 from __future__ import annotations
@@ -41,17 +43,46 @@ class ProbeFit:
         return np.asarray(features, dtype=np.float64) @ self.weight + self.bias
 
 
-def _fit(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, float]:
-    """Standardise, fit (classes balanced), fold: (weight (F,), bias) on raw features."""
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float) -> tuple[np.ndarray, np.ndarray]:
+    """Standardise, fit an L2 logistic regression (classes balanced; labels 0..K-1) and fold the
+    standardisation into it: (weight (R, F), bias (R,)) on raw features, R = 1 for two classes
+    (the logit of class 1, as scikit-learn keeps it), else one row per class (softmax logits)."""
     scaler = StandardScaler().fit(x)
     with warnings.catch_warnings():  # strong regularisation converges slowly; it is fine here
         warnings.simplefilter("ignore", ConvergenceWarning)
         model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
         model.fit(scaler.transform(x), y)
-    scale = scaler.scale_
-    weight = model.coef_[0] / scale
-    bias = float(model.intercept_[0] - (scaler.mean_ / scale) @ model.coef_[0])
-    return weight, bias
+    weight = model.coef_ / scaler.scale_
+    return weight, model.intercept_ - weight @ scaler.mean_
+
+
+def select_c(x: np.ndarray, y: np.ndarray, groups: np.ndarray, *, fit, score,
+             cs: tuple[float, ...], folds: int, seed: int) -> tuple[float, dict, int]:
+    """C by stratified cross-validation grouped by ``groups``: for each C, ``score(y, oof)`` of
+    the pooled out-of-fold logits ``oof`` (N, R) of ``fit(x, y, c)`` → (weight (R, F), bias
+    (R,)); the best wins, ties go to the smaller C (the stronger regularisation). At most
+    ``folds`` folds, and no more than the groups of the rarest class; below two folds there is
+    no cross-validation.
+
+    Returns:
+        (chosen C, {C: score}, folds used); (DEFAULT_C, {}, 0) without cross-validation.
+    """
+    k = min(folds, *(len(np.unique(groups[y == label])) for label in np.unique(y)))
+    if k < 2:
+        return DEFAULT_C, {}, 0
+    splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+                  .split(x, y, groups))
+    grid = {}
+    for c in cs:
+        oof = None
+        for train, held in splits:
+            weight, bias = fit(x[train], y[train], c)
+            if oof is None:
+                oof = np.empty((len(y), len(bias)))
+            oof[held] = x[held] @ weight.T + bias
+        grid[float(c)] = score(y, oof)  # pooled out-of-fold scores: stabler than fold means
+    best = max(grid.values())
+    return min(c for c, value in grid.items() if value >= best - 1e-12), grid, k
 
 
 def fit_probe(features: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
@@ -79,20 +110,7 @@ def fit_probe(features: np.ndarray, y: np.ndarray, groups: np.ndarray, *,
     if n_pos == 0 or n_neg == 0:
         raise ValueError(f"fit_probe needs studies of both classes, got {int(y.sum())} positive "
                          f"and {int((1 - y).sum())} negative")
-    k = min(folds, n_pos, n_neg)
-    if k < 2:
-        weight, bias = _fit(x, y, DEFAULT_C)
-        return ProbeFit(weight, bias, DEFAULT_C, None, 0)
-    splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-                  .split(x, y, groups))
-    grid = {}
-    for c in cs:
-        oof = np.empty(len(y))
-        for train, held in splits:
-            weight, bias = _fit(x[train], y[train], c)
-            oof[held] = x[held] @ weight + bias
-        grid[float(c)] = auroc(y, oof)  # pooled out-of-fold scores: stabler than fold means
-    best = max(grid.values())
-    chosen = min(c for c, score in grid.items() if score >= best - 1e-12)
-    weight, bias = _fit(x, y, chosen)
-    return ProbeFit(weight, bias, chosen, grid[chosen], k, grid)
+    chosen, grid, k = select_c(x, y, groups, fit=fit_logistic, cs=cs, folds=folds, seed=seed,
+                               score=lambda y_true, oof: auroc(y_true, oof[:, 0]))
+    weight, bias = fit_logistic(x, y, chosen)
+    return ProbeFit(weight[0], float(bias[0]), chosen, grid.get(chosen), k, grid)

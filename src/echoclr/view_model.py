@@ -9,18 +9,13 @@ standardisation is folded into the weights, so the model is one ``Linear(F, n_vi
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import confusion_matrix, roc_auc_score
-from sklearn.model_selection import StratifiedGroupKFold
-from sklearn.preprocessing import StandardScaler
 
-from echoclr.probe import C_GRID, DEFAULT_C
+from echoclr.probe import C_GRID, fit_logistic, select_c
 
 
 @dataclass(frozen=True)
@@ -42,19 +37,11 @@ class ViewModel:
 
 
 def _fit(x: np.ndarray, y: np.ndarray, c: float, n_views: int) -> tuple[np.ndarray, np.ndarray]:
-    """Standardise, fit, fold: (weight (V, F), bias (V,)) on raw features; ``y`` in 0..V-1."""
-    scaler = StandardScaler().fit(x)
-    with warnings.catch_warnings():  # strong regularisation converges slowly; it is fine here
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000)
-        model.fit(scaler.transform(x), y)
-    if n_views == 2:  # sklearn keeps one row for two classes: the softmax of (-z/2, z/2)
-        coef = np.vstack([-model.coef_[0] / 2, model.coef_[0] / 2])
-        intercept = np.array([-model.intercept_[0] / 2, model.intercept_[0] / 2])
-    else:
-        coef, intercept = model.coef_, model.intercept_
-    weight = coef / scaler.scale_
-    bias = intercept - weight @ scaler.mean_
+    """:func:`~echoclr.probe.fit_logistic` with one logit row per view: (weight (V, F),
+    bias (V,)) on raw features; ``y`` in 0..V-1."""
+    weight, bias = fit_logistic(x, y, c)
+    if n_views == 2:  # one row for two classes: the softmax of (-z/2, z/2) is the sigmoid of z
+        return np.vstack([-weight[0] / 2, weight[0] / 2]), np.array([-bias[0] / 2, bias[0] / 2])
     return weight, bias
 
 
@@ -89,23 +76,12 @@ def fit_view_model(features: np.ndarray, views: np.ndarray, groups: np.ndarray, 
         raise ValueError(f"fit_view_model needs two or more views with at least 2 videos each, "
                          f"got {counts}")
     y = np.searchsorted(classes, names)
-    k = min(folds, *(len(np.unique(groups[y == i])) for i in range(len(classes))))
-    if k < 2:
-        weight, bias = _fit(x, y, DEFAULT_C, len(classes))
-        return ViewModel(classes, weight, bias, DEFAULT_C, None, 0)
-    splits = list(StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-                  .split(x, y, groups))
-    grid = {}
-    for c in cs:
-        oof = np.empty((len(y), len(classes)))
-        for train, held in splits:
-            weight, bias = _fit(x[train], y[train], c, len(classes))
-            oof[held] = x[held] @ weight.T + bias
-        grid[float(c)] = macro_auroc(y, softmax(oof, axis=1))
-    best = max(grid.values())
-    chosen = min(c for c, score in grid.items() if score >= best - 1e-12)
-    weight, bias = _fit(x, y, chosen, len(classes))
-    return ViewModel(classes, weight, bias, chosen, grid[chosen], k, grid)
+    n_views = len(classes)
+    chosen, grid, k = select_c(
+        x, y, groups, fit=lambda xs, ys, c: _fit(xs, ys, c, n_views), cs=cs, folds=folds,
+        seed=seed, score=lambda y_true, oof: macro_auroc(y_true, softmax(oof, axis=1)))
+    weight, bias = _fit(x, y, chosen, n_views)
+    return ViewModel(classes, weight, bias, chosen, grid.get(chosen), k, grid)
 
 
 def view_metrics(views: tuple[str, ...], true: np.ndarray, proba: np.ndarray) -> dict:
