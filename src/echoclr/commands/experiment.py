@@ -157,7 +157,8 @@ def _evaluate_cfg(spec: ExperimentSpec, run: Path, split: str) -> EvaluateConfig
 
 def _train_probe(spec, out, run, init_arg, task, fraction, draw) -> None:
     """Fit a probe cell and evaluate it from the stored features (no forward pass per cell)."""
-    clips = _evaluate_cfg(spec, run, "val").clips
+    evaluate = {split: _evaluate_cfg(spec, run, split) for split in ("val", *spec.splits)}
+    clips = evaluate["val"].clips
     store = out / "features"
     probe(ProbeConfig(**(spec.probe | {"cache": spec.cache, "out": str(run), "task": task,
                                        "init": init_arg, "fraction": fraction,
@@ -166,16 +167,15 @@ def _train_probe(spec, out, run, init_arg, task, fraction, draw) -> None:
     meta = json.loads((run / "model.json").read_text())
     cache = VideoCache(spec.cache)
     pred = {}
-    for split in ("val", *spec.splits):
+    for split, cfg in evaluate.items():
         rows = cache.rows(split, meta["view"])
         pred[split] = probe_predictions(run, cache, rows[rows[task].notna()], label=task,
-                                        clips=clips, store=store,
-                                        precision=_evaluate_cfg(spec, run, split).precision)
+                                        clips=clips, store=store, precision=cfg.precision)
     val_study = aggregate_by_study(pred["val"])
     write_derived(run / VAL_STUDIES, val_study.to_csv(index=False),
                   val_studies_key(run, clips, cache))
     for split in spec.splits:
-        write_evaluation(_evaluate_cfg(spec, run, split), meta, val_study, pred[split])
+        write_evaluation(evaluate[split], meta, val_study, pred[split])
 
 
 def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, task: str, fraction: float,
