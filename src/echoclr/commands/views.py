@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from echoclr.data.cache import VideoCache, rewrite_manifest
+from echoclr.data.cache import VideoCache, write_manifest
 from echoclr.errors import UserError
 from echoclr.features import clip_features, encoder_fingerprint
 from echoclr.inits import check_init, init_encoder
@@ -179,4 +179,4 @@ def write_views(cache: VideoCache, rows: pd.DataFrame, predictions: pd.DataFrame
     updated["view"] = np.where(fitted, predictions["view_label"].to_numpy(), model_view)
     updated["view_confidence"] = np.where(fitted, 1.0, predictions["view_confidence"])
     updated["view_from"] = np.where(fitted, "label", "model")
-    rewrite_manifest(cache.root, updated)
+    write_manifest(cache.root, updated)

@@ -133,22 +133,22 @@ def cache_rows(df: pd.DataFrame, records: dict, keys: dict, *, keep_source_paths
     return rows
 
 
+def write_manifest(root: str | Path, rows: pd.DataFrame) -> None:
+    """Write a cache's ``manifest.csv`` atomically: ingest's index, or later the same videos
+    with new columns (``echoclr views``' predicted views)."""
+    atomic_write_bytes(Path(root) / "manifest.csv", rows.to_csv(index=False).encode())
+
+
 def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, rows: pd.DataFrame,
                       report: pd.DataFrame) -> None:
     """Write a cache's manifest.csv (:func:`cache_rows`), ingest_report.csv (line, reason[,
     path] per skipped file) and ingest_config.json (``settings``, without the salt, and the
     preprocessing record); the ``videos/<key>.npy`` files are already written."""
     root = Path(root)
-    atomic_write_bytes(root / "manifest.csv", rows.to_csv(index=False).encode())
+    write_manifest(root, rows)
     atomic_write_bytes(root / "ingest_report.csv", report.to_csv(index=False).encode())
     config = settings | {"preprocessing": prep.to_dict()}
     atomic_write_bytes(root / CONFIG, json.dumps(config, indent=2).encode())
-
-
-def rewrite_manifest(root: str | Path, rows: pd.DataFrame) -> None:
-    """Replace a finished cache's ``manifest.csv`` with ``rows`` (same videos, new columns such
-    as ``echoclr views``' predicted views), atomically."""
-    atomic_write_bytes(Path(root) / "manifest.csv", rows.to_csv(index=False).encode())
 
 
 class VideoCache:
