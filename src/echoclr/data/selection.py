@@ -14,6 +14,7 @@ import pandas as pd
 
 from echoclr.data.cache import VideoCache
 from echoclr.data.manifest import label_columns, label_fraction_studies
+from echoclr.data.splits import class_counts
 from echoclr.errors import UserError
 
 
@@ -61,8 +62,7 @@ def check_both_classes(rows: pd.DataFrame, *, task: str, split: str, source, use
     Raises:
         UserError: saying which split lacks which class, and what to do.
     """
-    labels = pd.to_numeric(rows.drop_duplicates("study_id")[task], errors="coerce").dropna()
-    n_pos, n_neg = int((labels == 1).sum()), int((labels == 0).sum())
+    n_pos, n_neg = class_counts(rows.assign(split=split), task)[split]
     missing = " and no ".join(name for name, n in (("positive", n_pos), ("negative", n_neg))
                               if n == 0)
     if missing:
