@@ -232,13 +232,17 @@ def _report(command: str, result) -> int:
 
         rows = pd.read_csv(result)
         failed = int(((rows["level"] == "video") & (rows["status"] != "ok")).sum())
-        print(f"predictions: {result}" + (f" ({failed} videos could not be scored)" if failed else ""))
+        print(f"predictions: {result}"
+              + (f" ({failed} videos could not be scored)" if failed else ""))
         return 1 if failed else 0
     if command == "evaluate":
-        s, n = result["study"]["auroc"], result["study"]["n"]
+        level = "video" if result.get("classes") else "study"
+        s, n = result[level]["macro_auroc" if level == "video" else "auroc"], result[level]["n"]
         flag = "" if s["ci_reliable"] else "; the interval is unreliable, see the warnings"
-        print(f"study AUROC {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
-              f"({n} studies{flag})")
+        what = f"macro AUROC over {', '.join(result['classes'])}" if level == "video" \
+            else "study AUROC"
+        print(f"{what} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
+              f"({n} {level}s{flag})")
         for warning in result["warnings"]:
             print(f"warning: {warning}")
         return 0

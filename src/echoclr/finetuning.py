@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.errors import UserError
-from echoclr.losses import smoothed_bce
+from echoclr.losses import smoothed_bce, smoothed_ce
 from echoclr.models import Classifier
 from echoclr.runs import autocast
 from echoclr.weights import atomic_torch_save, load_weights
@@ -61,10 +61,13 @@ def param_groups(model: Classifier, cfg, *, frozen: bool) -> list[dict]:
 
 
 def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.device,
-               pos_weight: float, generator: torch.Generator, frozen: bool = False) -> float:
+               pos_weight: float, generator: torch.Generator, frozen: bool = False,
+               class_weight: torch.Tensor | None = None) -> float:
     """One optimizer step on a batch {"clip": uint8 (B, T, H, W), "label": (B,)}; returns the loss.
 
     ``frozen``: the encoder runs without gradients (linear probe / head-only epochs).
+    ``class_weight``: (K,) for a multi-class model (labels are class indices): the loss is
+    :func:`~echoclr.losses.smoothed_ce`, else :func:`~echoclr.losses.smoothed_bce`.
     """
     clips = minmax_scale(batch["clip"].to(device))
     if cfg.augment:
@@ -72,8 +75,12 @@ def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.
     with autocast(device, cfg.precision):
         x = to_model_input(clips)
         logits = model.forward_frozen(x) if frozen else model(x)
-    loss = smoothed_bce(logits, batch["label"].to(device), pos_weight=pos_weight,
-                        smoothing=cfg.label_smoothing)
+    labels = batch["label"].to(device)
+    if class_weight is not None:
+        loss = smoothed_ce(logits, labels, class_weight=class_weight,
+                           smoothing=cfg.label_smoothing)
+    else:
+        loss = smoothed_bce(logits, labels, pos_weight=pos_weight, smoothing=cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -82,7 +89,8 @@ def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.
 
 def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, step: int,
                     device: torch.device, pos_weight: float, generator: torch.Generator,
-                    frozen: bool, on_step=None) -> tuple[list[float], int]:
+                    frozen: bool, on_step=None, class_weight: torch.Tensor | None = None
+                    ) -> tuple[list[float], int]:
     """One pass over ``loader`` (or up to ``cfg.max_steps`` steps in all, counting ``step``
     done before); ``frozen`` keeps the encoder and its BatchNorm statistics fixed.
 
@@ -96,7 +104,8 @@ def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, st
     losses = []
     for batch in loader:
         losses.append(train_step(model, optimizer, batch, cfg, device=device,
-                                 pos_weight=pos_weight, generator=generator, frozen=frozen))
+                                 pos_weight=pos_weight, generator=generator, frozen=frozen,
+                                 class_weight=class_weight))
         step += 1
         if on_step is not None:
             on_step()

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from echoclr.data.cache import VideoCache
+from echoclr.data.categorical import CLASS_COLUMN
 from echoclr.data.datasets import ClipDataset
 from echoclr.data.transforms import minmax_scale, to_model_input
 from echoclr.runs import autocast
@@ -101,3 +102,36 @@ def predict_videos(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame
     out["y_true"] = pd.to_numeric(rows[label], errors="coerce") if label else np.nan
     out["y_score"] = scores.astype(np.float64)
     return out
+
+
+def predict_video_classes(model: torch.nn.Module, cache: VideoCache, rows: pd.DataFrame, *,
+                          classes: tuple[str, ...], clip_len: int, period: int, clips: int = 4,
+                          batch_size: int = 32, device: torch.device = torch.device("cpu"),
+                          precision: str = "auto", workers: int = 0) -> pd.DataFrame:
+    """A multi-class model's :func:`predict_videos`: the softmax probabilities averaged over
+    ``clips`` evenly spaced clips of each video.
+
+    ``rows`` carry :data:`~echoclr.data.categorical.CLASS_COLUMN` (a video's class index, -1:
+    unlabeled) when labeled.
+
+    Returns:
+        One row per video: study_id, path, y_true (class index, -1: unlabeled), y_pred (the
+        most probable class's name), p_<class> for each class (rows sum to 1).
+    """
+    proba = clip_average_videos(model, cache, rows, clip_len=clip_len, period=period,
+                                clips=clips, batch_size=batch_size, device=device,
+                                precision=precision, workers=workers,
+                                activation=lambda logits: torch.softmax(logits, dim=-1))
+    proba = proba.reshape(len(rows), len(classes)).astype(np.float64)
+    rows = rows.reset_index(drop=True)
+    out = rows[["study_id", "path"]].copy()
+    out["y_true"] = rows[CLASS_COLUMN].to_numpy(int) if CLASS_COLUMN in rows else -1
+    out["y_pred"] = np.asarray(classes, dtype=object)[proba.argmax(axis=1)] if len(rows) else []
+    for k, name in enumerate(classes):
+        out[f"p_{name}"] = proba[:, k]
+    return out
+
+
+def class_probabilities(predictions: pd.DataFrame, classes: tuple[str, ...]) -> np.ndarray:
+    """The (N, K) ``p_<class>`` columns of :func:`predict_video_classes`."""
+    return predictions[[f"p_{name}" for name in classes]].to_numpy(np.float64)

@@ -65,4 +65,8 @@ def start_from_probe(model: Classifier, *, init: str, head_init: str | Path) -> 
         raise UserError(f"--head-init {head_init}: that probe was fitted on init "
                         f"{probe_meta['init']!r}, this run starts from {init!r}; give the "
                         "probe of the same encoder")
-    model.set_head(probe_model.head.weight.detach()[0], float(probe_model.head.bias.detach()))
+    if probe_model.n_outputs != model.n_outputs:
+        raise UserError(f"--head-init {head_init}: that probe has {probe_model.n_outputs} "
+                        f"logit(s), this run's task {model.n_outputs}; give the probe of the "
+                        "same task")
+    model.set_head(probe_model.head.weight.detach(), probe_model.head.bias.detach())

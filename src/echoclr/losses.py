@@ -78,3 +78,19 @@ def smoothed_bce(logits: torch.Tensor, labels: torch.Tensor, *, pos_weight: floa
     targets = labels * (1 - smoothing) + smoothing / 2
     return F.binary_cross_entropy_with_logits(
         logits.float(), targets, pos_weight=torch.tensor(pos_weight, device=logits.device))
+
+
+def smoothed_ce(logits: torch.Tensor, labels: torch.Tensor, *, class_weight: torch.Tensor,
+                smoothing: float) -> torch.Tensor:
+    """The multi-class sibling of :func:`smoothed_bce`: class-weighted cross-entropy on targets
+    smoothed to ``y(1-s) + s/K``: logits (B, K), class indices (B,), weights (K,) → scalar."""
+    return F.cross_entropy(logits.float(), labels.long(), weight=class_weight.to(logits.device),
+                           label_smoothing=smoothing)
+
+
+def balanced_class_weight(labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Weights ``n / (K n_k)`` of class indices (N,) → (K,), scikit-learn's "balanced" (a class
+    without samples gets weight 0)."""
+    counts = torch.bincount(labels.long(), minlength=n_classes).double()
+    weight = len(labels) / (n_classes * counts)
+    return torch.where(counts > 0, weight, torch.zeros_like(weight)).float()

@@ -125,32 +125,42 @@ class PretrainModel(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Encoder → dropout → one logit (binary task)."""
+    """Encoder → dropout → logits: one for a binary task, one per class for a multi-class one."""
 
-    def __init__(self, encoder: nn.Module, *, dropout: float = 0.25):
+    def __init__(self, encoder: nn.Module, *, dropout: float = 0.25, n_outputs: int = 1):
         super().__init__()
         self.encoder = encoder
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(encoder.feature_dim, 1)
+        self.head = nn.Linear(encoder.feature_dim, n_outputs)
+
+    @property
+    def n_outputs(self) -> int:
+        return self.head.out_features
+
+    def _logits(self, h: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.dropout(h))
+        return logits.squeeze(1) if self.n_outputs == 1 else logits
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, T, H, W) → logits (B,)."""
-        return self.head(self.dropout(self.encoder(x))).squeeze(1)
+        """(B, C, T, H, W) → logits (B,), or (B, K) for K classes."""
+        return self._logits(self.encoder(x))
 
     def forward_frozen(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (B,) with the encoder run without gradients (linear probe, head-only epochs)."""
+        """:meth:`forward` with the encoder run without gradients (linear probe, head-only
+        epochs)."""
         with torch.no_grad():
             h = self.encoder(x)
-        return self.head(self.dropout(h.float())).squeeze(1)
+        return self._logits(h.float())
 
-    def set_head(self, weight: torch.Tensor, bias: float) -> None:
-        """Set the logit layer: (F,) weight and a bias (a fitted probe, for LP-FT)."""
+    def set_head(self, weight: torch.Tensor, bias) -> None:
+        """Set the logit layer (a fitted probe, for LP-FT): weight (F,) and a float bias, or
+        (K, F) and (K,) for K classes."""
         with torch.no_grad():
-            self.head.weight.copy_(weight.reshape(1, -1))
-            self.head.bias.fill_(bias)
+            self.head.weight.copy_(torch.as_tensor(weight).reshape(self.head.weight.shape))
+            self.head.bias.copy_(torch.as_tensor(bias, dtype=torch.float32).reshape(-1))
 
     def head_parameters(self):
         """The parameters after the encoder (the logit layer)."""

@@ -74,7 +74,9 @@ class LabeledReadoutSetting(ViewSetting):
     task, the encoder it starts from and the drawn label fraction."""
 
     cache: str = cache_opt()
-    task: str = opt("lvh", "Binary label column of the manifest to learn.")
+    task: str = opt("lvh", "Label column of the manifest to learn: binary (0/1, one label a "
+                           "study), or categorical such as view (multi-class, one label a video; "
+                           "--task view classifies every view).")
     init: str = opt("random", "Encoder initialisation: random, kinetics, or the path of a "
                               "pretraining encoder.pt.")
     encoder: str = opt("r3d_18", "Architecture of a random or kinetics init: r3d_18, "

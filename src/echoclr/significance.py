@@ -49,7 +49,7 @@ def class_counts(y: np.ndarray, clusters=None) -> tuple[int, int]:
     return n_pos, len(y) - n_pos
 
 
-def _resample_weights(n_rows: int, clusters, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
+def resample_weights(n_rows: int, clusters, n_resamples: int, seed: int) -> Iterator[np.ndarray]:
     """Yield blocks of (b, n_rows) row multiplicities, one row per bootstrap resample.
 
     The draws are ``np.random.default_rng(seed).integers(0, n_units, (n_resamples, n_units))``:
@@ -79,7 +79,7 @@ def _bootstrap(y, statistic: Callable, n_resamples: int, seed: int, clusters):
     """Run `statistic(weights) -> dict of (b,) arrays` over resamples holding both classes."""
     kept: dict[str, list[np.ndarray]] = {}
     n_skipped = 0
-    for weights in _resample_weights(len(y), clusters, n_resamples, seed):
+    for weights in resample_weights(len(y), clusters, n_resamples, seed):
         n_pos = weights @ y
         both = (n_pos > 0) & (n_pos < weights.sum(axis=1))
         n_skipped += int((~both).sum())
@@ -89,7 +89,7 @@ def _bootstrap(y, statistic: Callable, n_resamples: int, seed: int, clusters):
     return {key: np.concatenate(parts) for key, parts in kept.items()}, n_skipped
 
 
-def _percentiles(values: np.ndarray | None, alpha: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray | None, alpha: float) -> tuple[float, float]:
     if values is None or len(values) == 0:
         return float("nan"), float("nan")
     low, high = np.percentile(values, [100 * alpha / 2, 100 * (1 - alpha / 2)])
@@ -130,7 +130,7 @@ def bootstrap_ci(y_true, y_score, metric_fn: Callable, *, n_resamples: int = 100
             return {"value": np.array([metric_fn(labels[idx], s[idx]) for idx in
                                        (np.repeat(rows, w.astype(int)) for w in weights)])}
     samples, n_skipped = _bootstrap(y, statistic, n_resamples, seed, clusters)
-    low, high = _percentiles(samples.get("value"), alpha)
+    low, high = percentile_interval(samples.get("value"), alpha)
     return {"value": float(metric_fn(labels, s)), "ci_low": low, "ci_high": high,
             "n_resamples": n_resamples, "n_skipped": n_skipped}
 
@@ -152,7 +152,7 @@ def paired_bootstrap_delta(y_true, score_a, score_b, *, n_resamples: int = 1000,
         return {"delta": batched_auroc(y, a, weights) - batched_auroc(y, b, weights)}
 
     samples, n_skipped = _bootstrap(y, statistic, n_resamples, seed, clusters)
-    low, high = _percentiles(samples.get("delta"), alpha)
+    low, high = percentile_interval(samples.get("delta"), alpha)
     delta = float(batched_auroc(y, a, np.ones((1, len(y))))[0]
                   - batched_auroc(y, b, np.ones((1, len(y))))[0])
     return {"delta": delta, "ci_low": low, "ci_high": high,
@@ -242,7 +242,7 @@ def evaluate_scores(y_true, y_score, *, threshold: float | None = None, n_resamp
     warnings = interval_warnings(*class_counts(y, clusters), n_resamples, n_skipped)
     out: dict = {}
     for key in CI_METRICS:
-        low, high = _percentiles(samples.get(key), alpha)
+        low, high = percentile_interval(samples.get(key), alpha)
         out[key] = {"value": point[key], "ci_low": low, "ci_high": high,
                     "ci_reliable": not warnings and bool(np.isfinite([low, high]).all())}
     return out | {"at_threshold": at_threshold, "at_0.5": threshold_metrics(y, s, 0.5),

@@ -146,10 +146,24 @@ def load_classifier(model: str | Path) -> tuple[Classifier, dict]:
     meta = _sidecar(path, "fine-tuned model")
     state = load_weights(path)  # refuses a hostile file before the sidecar is trusted
     model = Classifier(build_encoder(meta["encoder"], width=meta["width"]),
-                       dropout=meta["dropout"])
+                       dropout=meta["dropout"], n_outputs=len(meta.get("classes") or ()) or 1)
     load_strict(model, state, source=path)
     model.eval()
     return model.to(memory_format=torch.channels_last_3d), meta
+
+
+def require_binary(meta: dict, model: str | Path, command: str) -> None:
+    """Refuse a multi-class model (``meta["classes"]``) for a ``command`` that scores one
+    probability per video.
+
+    Raises:
+        UserError: naming the model, its task and classes, and what serves it instead.
+    """
+    if meta.get("classes"):
+        raise UserError(f"{classifier_path(model)}: a multi-class model (task "
+                        f"{meta['task']!r}: {', '.join(meta['classes'])}); {command} scores "
+                        "binary models only: measure it with echoclr evaluate, and fill a "
+                        "manifest's view column with echoclr views --write-manifest")
 
 
 def load_any_encoder(path: str | Path) -> tuple[nn.Module, dict]:

@@ -9,6 +9,7 @@ from too few studies are flagged; the result is printed and written to a JSON fi
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,10 @@ def default_out(run_a: str | Path, run_b: str | Path) -> Path:
 
 
 def _study_scores(run: str | Path) -> pd.DataFrame:
+    metrics = Path(run) / "metrics.json"
+    if metrics.is_file() and json.loads(metrics.read_text()).get("classes"):
+        raise UserError(f"{metrics}: a multi-class evaluation (per-class and macro AUROC are "
+                        "in it); compare tests two binary runs' study AUROCs")
     text = read_current(Path(run) / STUDY_PREDICTIONS)  # refuses another model's
     return pd.read_csv(io.StringIO(text), dtype={"study_id": str})
 

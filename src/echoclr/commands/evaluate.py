@@ -1,4 +1,5 @@
-"""``echoclr evaluate``: study-level metrics with 95 % CIs for a fine-tuned run.
+"""``echoclr evaluate``: study-level metrics with 95 % CIs for a fine-tuned run (a multi-class
+run: :mod:`echoclr.commands.evaluate_classes`).
 
 Writes predictions.csv (per video), study_predictions.csv (per study), each with a sidecar
 holding the model's fingerprint, metrics.json and ROC/PR PNGs into the run folder (or --out).
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from echoclr import metrics, significance
+from echoclr.commands.evaluate_classes import evaluate_class_run
 from echoclr.data.cache import VideoCache
 from echoclr.data.selection import check_both_classes, check_task, check_view
 from echoclr.errors import UserError
@@ -100,6 +102,8 @@ def evaluate_run(cfg: EvaluateConfig) -> dict:
     device = pick_device(cfg.device)
     model = model.to(device)
     cache = VideoCache(cfg.cache or meta["cache"])
+    if meta.get("classes"):  # a multi-class task: video labels, no threshold
+        return evaluate_class_run(cfg, model, meta, cache, device)
     val_rows, rows = labeled_rows(cache, meta, "val"), labeled_rows(cache, meta, cfg.split)
     val_study = _val_studies(run, model, meta, cache, val_rows, cfg, device)
     videos = _predict(model, meta, cache, rows, cfg, device)

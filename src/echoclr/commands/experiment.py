@@ -27,6 +27,8 @@ from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.pretrain import PretrainConfig, pretrain
 from echoclr.commands.probe import ProbeConfig, probe, probe_predictions
 from echoclr.data.cache import VideoCache
+from echoclr.data.categorical import is_categorical
+from echoclr.errors import UserError
 from echoclr.metrics import aggregate_by_study
 from echoclr.options import opt
 from echoclr.pretraining import METHODS
@@ -229,6 +231,20 @@ def all_readouts(spec: ExperimentSpec) -> list[str]:
     return [r for r in READOUTS if r in used]
 
 
+def check_binary_tasks(spec: ExperimentSpec) -> None:
+    """The label-efficiency experiment compares study AUROCs of binary tasks.
+
+    Raises:
+        UserError: naming a categorical task (such as view) among ``spec.tasks``.
+    """
+    manifest = VideoCache(spec.cache).manifest
+    for task in spec.tasks:
+        if is_categorical(manifest, task):
+            raise UserError(f"tasks: {task!r} is a categorical (multi-class) column; the "
+                            "experiment pools binary study AUROCs: run echoclr finetune/probe "
+                            f"--task {task} and evaluate, or echoclr views")
+
+
 def run_experiment(cfg: ExperimentConfig) -> Path:
     """Run (this shard of) the experiment a TOML file describes; returns report.md."""
     spec = ExperimentSpec.from_toml(cfg.config, cfg.cache)
@@ -244,6 +260,7 @@ def run_spec(spec: ExperimentSpec, out: Path, *, shard: str = "0/1",
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "experiment.json", json.dumps(dataclasses.asdict(spec), indent=2))
     if not report_only:
+        check_binary_tasks(spec)
         index, n_shards = (int(x) for x in shard.split("/"))
         encoders = pretrain_all(spec, out)
         for k, group in enumerate(cell_groups(spec)):

@@ -20,7 +20,7 @@ from echoclr.data.preprocess import Preprocessing, preprocessing_of
 from echoclr.errors import UserError
 from echoclr.options import model_opt, opt
 from echoclr.valid_json import write_json
-from echoclr.weights import load_classifier
+from echoclr.weights import load_classifier, require_binary
 
 FORMATS = ("torchscript", "onnx")
 ONNX_OPSET = 17
@@ -105,6 +105,7 @@ def export(cfg: ExportConfig) -> Path:
     if cfg.format not in FORMATS:
         raise UserError(f"--format {cfg.format}: unknown export format {cfg.format!r}; choose from {FORMATS}")
     model, meta = load_classifier(cfg.model)
+    require_binary(meta, cfg.model, "export")
     prep = preprocessing_of(meta, cfg.model)
     wrapper = ProbabilityModel(model.float().to("cpu")).eval()
     out = Path("model.onnx" if cfg.format == "onnx" and cfg.out == "model.ts" else cfg.out)

@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 from echoclr.data.cache import VideoCache
 from echoclr.data.datasets import ClipDataset
-from echoclr.data.selection import select_rows, studies_fingerprint
+from echoclr.data.categorical import CLASS_COLUMN
+from echoclr.data.selection import select_task_rows, studies_fingerprint
 from echoclr.errors import UserError
 from echoclr.finetuning import (
     CHECKPOINT,
@@ -33,9 +34,9 @@ from echoclr.finetuning import (
     save_checkpoint,
     train_one_epoch,
 )
-from echoclr.inference import predict_videos
+from echoclr.inference import class_probabilities, predict_video_classes, predict_videos
 from echoclr.inits import check_init, init_encoder, start_from_probe
-from echoclr.losses import smoothed_bce
+from echoclr.losses import balanced_class_weight, smoothed_bce, smoothed_ce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier
 from echoclr.options import (
@@ -48,6 +49,7 @@ from echoclr.runs import (
     seed_everything,
     write_config,
 )
+from echoclr.view_model import macro_auroc
 from echoclr.weights import save_classifier
 
 SELECT_ON = ("val_loss", "val_auroc")
@@ -72,7 +74,8 @@ class FinetuneConfig(LabeledReadoutSetting):
                                       "limit.")
     patience: int = opt(5, "Epochs without a better validation measure before stopping.")
     select_on: str = opt("val_loss", "Validation measure that picks the best epoch and stops "
-                                     "early: val_loss (paper) or val_auroc (study level).")
+                                     "early: val_loss (paper) or val_auroc (study level; "
+                                     "video-level macro AUROC for a multi-class task).")
     clip_len: int = opt(16, "Frames per clip (paper: 16).")
     period: int = opt(1, "Stride between the frames of a clip.")
     batch_size: int = opt(88, "Videos per optimizer step (paper: 88).")
@@ -91,17 +94,20 @@ class FinetuneConfig(LabeledReadoutSetting):
     progress: bool = opt(True, "Show a progress bar.")
 
 
-def build_classifier(cfg: FinetuneConfig) -> tuple[Classifier, dict]:
+def build_classifier(cfg: FinetuneConfig, n_outputs: int = 1) -> tuple[Classifier, dict]:
     """The classifier with its encoder initialised as ``cfg.init`` says (strict loading), and
     the encoder's description (:func:`echoclr.inits.init_encoder`)."""
     encoder, meta = init_encoder(cfg.init, arch=cfg.encoder, width=cfg.width, weights=cfg.weights)
-    return Classifier(encoder, dropout=cfg.dropout), meta
+    return Classifier(encoder, dropout=cfg.dropout, n_outputs=n_outputs), meta
 
 
-
-
-def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]:
-    """Validation loss (per video, clip-averaged logits) and study-level AUROC."""
+def _validate(model, cache, val, cfg, device, pos_weight, classes=None,
+              class_weight=None) -> tuple[float, float]:
+    """Validation loss (per video, clip-averaged logits) and study-level AUROC; for a
+    multi-class task the loss of the clip-averaged probabilities and the video-level macro
+    one-vs-rest AUROC."""
+    if classes is not None:
+        return _validate_classes(model, cache, val, cfg, device, classes, class_weight)
     pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
                           period=cfg.period, clips=cfg.val_clips, device=device,
                           precision=cfg.precision)
@@ -116,6 +122,20 @@ def _validate(model, cache, val, cfg, device, pos_weight) -> tuple[float, float]
     return loss, auroc
 
 
+def _validate_classes(model, cache, val, cfg, device, classes, class_weight
+                      ) -> tuple[float, float]:
+    pred = predict_video_classes(model, cache, val, classes=classes, clip_len=cfg.clip_len,
+                                 period=cfg.period, clips=cfg.val_clips, device=device,
+                                 precision=cfg.precision)
+    proba = class_probabilities(pred, classes)
+    if not np.isfinite(proba).all():  # diverged
+        return float("nan"), float("nan")
+    log_p = torch.log(torch.tensor(proba).clamp_min(1e-6))  # log-softmax of the averaged model
+    y = torch.tensor(pred["y_true"].to_numpy())
+    loss = smoothed_ce(log_p, y, class_weight=class_weight, smoothing=cfg.label_smoothing).item()
+    return loss, macro_auroc(pred["y_true"].to_numpy(), proba)
+
+
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
     if cfg.select_on not in SELECT_ON:
@@ -127,13 +147,24 @@ def finetune(cfg: FinetuneConfig) -> Path:
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     cache = VideoCache(cfg.cache)
-    train, val = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
-                             fraction_seed=cfg.fraction_seed, view=cfg.view,
-                             val_fraction=cfg.val_fraction)
-    labels = train.drop_duplicates("study_id")[cfg.task].astype(float)
-    n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
-    pos_weight = n_neg / max(n_pos, 1)
-    model, meta = build_classifier(cfg)
+    train, val, classes = select_task_rows(cache, task=cfg.task, fraction=cfg.fraction,
+                                           fraction_seed=cfg.fraction_seed, view=cfg.view,
+                                           val_fraction=cfg.val_fraction)
+    if classes is None:
+        labels = train.drop_duplicates("study_id")[cfg.task].astype(float)
+        n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+        pos_weight, class_weight = n_neg / max(n_pos, 1), None
+        counts = {"n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
+                  "pos_weight": pos_weight}
+    else:  # a categorical task: video labels, classes balanced in the loss
+        pos_weight = 1.0
+        class_weight = balanced_class_weight(torch.tensor(train[CLASS_COLUMN].to_numpy()),
+                                             len(classes))
+        counts = {"n_train_studies": int(train["study_id"].nunique()),
+                  "n_train_per_class": {name: int((train[CLASS_COLUMN] == k).sum())
+                                        for k, name in enumerate(classes)},
+                  "class_weight": dict(zip(classes, class_weight.tolist()))}
+    model, meta = build_classifier(cfg, n_outputs=len(classes) if classes else 1)
     check_init(cfg.init, meta, cache)
     if cfg.head_init:
         start_from_probe(model, init=cfg.init, head_init=cfg.head_init)
@@ -141,12 +172,11 @@ def finetune(cfg: FinetuneConfig) -> Path:
     clear_model_outputs(out)  # the inputs check out; a new model: the old one's outputs go
     out.mkdir(parents=True, exist_ok=True)
     write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
-                            "n_train_studies": n_pos + n_neg, "n_train_pos": n_pos,
-                            "train_studies_sha256": studies_fingerprint(train),
+                            **counts, "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train), "n_val_studies":
-                            int(val["study_id"].nunique()), "pos_weight": pos_weight})
+                            int(val["study_id"].nunique())})
     dataset = ClipDataset(cache, train, clip_len=cfg.clip_len, period=cfg.period,
-                          label=cfg.task, seed=cfg.seed)
+                          label=cfg.task if classes is None else CLASS_COLUMN, seed=cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     # Workers start afresh each epoch (not persistent): they see the epoch's clip draws
     # (set_epoch), and the generator is drawn from alike in every epoch, resumed or not.
@@ -157,12 +187,13 @@ def finetune(cfg: FinetuneConfig) -> Path:
         log.path.unlink(missing_ok=True)
         (out / CHECKPOINT).unlink(missing_ok=True)
     stopper, best_state = _train(cfg, model, dataset, loader, cache, val, log, device=device,
-                                 pos_weight=pos_weight, generator=g)
+                                 pos_weight=pos_weight, generator=g, classes=classes,
+                                 class_weight=class_weight)
     if best_state is None:  # NaN never beats inf: every validation loss was NaN
         raise RuntimeError(f"{out}: the validation loss was NaN in every epoch (training "
                            f"diverged); lower --lr (now {cfg.lr}) or check the inputs")
     model.load_state_dict(best_state)
-    _save_model(model, cfg, meta, cache, out, stopper)
+    _save_model(model, cfg, meta, cache, out, stopper, classes)
     (out / CHECKPOINT).unlink(missing_ok=True)  # the model is written: nothing to resume
     return out
 
@@ -191,7 +222,8 @@ def _resume(cfg: FinetuneConfig, model: Classifier, stopper: EarlyStopping, log:
 
 def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader: DataLoader,
            cache: VideoCache, val: pd.DataFrame, log: JsonlLog, *, device: torch.device,
-           pos_weight: float, generator: torch.Generator) -> tuple[EarlyStopping, dict | None]:
+           pos_weight: float, generator: torch.Generator, classes: tuple[str, ...] | None = None,
+           class_weight: torch.Tensor | None = None) -> tuple[EarlyStopping, dict | None]:
     """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
     the best state (None when no validation loss was a number)."""
     stopper = EarlyStopping(cfg.patience)
@@ -207,8 +239,10 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
         dataset.set_epoch(epoch)
         losses, step = train_one_epoch(model, optimizer, loader, cfg, step=step, device=device,
                                        pos_weight=pos_weight, generator=generator,
-                                       frozen=frozen, on_step=lambda: bar.update(1))
-        val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight)
+                                       frozen=frozen, on_step=lambda: bar.update(1),
+                                       class_weight=class_weight)
+        val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight, classes,
+                                        class_weight)
         # EarlyStopping keeps the lowest value: the loss, or the AUROC negated.
         improved = stopper.update(epoch, val_loss if cfg.select_on == "val_loss" else -val_auroc)
         if improved:
@@ -223,16 +257,20 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
     return stopper, best_state
 
 
-def _save_model(model, cfg, meta, cache, out, stopper) -> None:
-    """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay)."""
+def _save_model(model, cfg, meta, cache, out, stopper, classes=None) -> None:
+    """``model.pt`` (tensors only) + ``model.json`` (everything predict needs to replay; a
+    multi-class model's ``classes``, in the order of its logits)."""
     info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
             "init": cfg.init, "readout": "lpft" if cfg.head_init else "finetune",
-            "view": cfg.view, "clip_len": cfg.clip_len, "period": cfg.period,
+            "view": None if classes is not None and cfg.task == "view" else cfg.view,
+            "clip_len": cfg.clip_len, "period": cfg.period,
             "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
             "preprocessing": cache.preprocessing.to_dict(),  # the cache's record, unchanged
             "cache": str(Path(cfg.cache).resolve()), "best_epoch": stopper.best_epoch,
             "selected_on": cfg.select_on, "best_val": stopper.best,
             "finetune_config": dataclasses.asdict(cfg)}
+    if classes is not None:
+        info |= {"classes": list(classes), "label_level": "video"}
     save_classifier(model, out, info)
 
 

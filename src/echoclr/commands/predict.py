@@ -29,7 +29,7 @@ from echoclr.inference import predict_clips
 from echoclr.metrics import aggregate_by_study
 from echoclr.options import ViewSetting, device_opt, model_opt, opt, precision_opt, view_opt
 from echoclr.runs import pick_device
-from echoclr.weights import load_classifier
+from echoclr.weights import load_classifier, require_binary
 
 VIDEO_SUFFIXES = (".avi", ".mp4")
 COLUMNS = ("level", "study_id", "path", "probability", "status", "n_videos")
@@ -170,6 +170,7 @@ def predict(cfg: PredictConfig) -> Path:
         ValueError: the model's preprocessing is unknown.
     """
     model, meta = load_classifier(cfg.model)
+    require_binary(meta, cfg.model, "predict")
     prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)
     device = pick_device(cfg.device)
     model = model.to(device)

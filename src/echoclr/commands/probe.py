@@ -20,7 +20,8 @@ import torch
 from scipy.special import expit
 
 from echoclr.data.cache import VideoCache
-from echoclr.data.selection import select_rows, studies_fingerprint
+from echoclr.data.categorical import CLASS_COLUMN
+from echoclr.data.selection import select_task_rows, studies_fingerprint
 from echoclr.features import clip_features
 from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
@@ -28,6 +29,7 @@ from echoclr.options import (
     LabeledReadoutSetting, device_opt, opt, precision_opt, view_opt,
 )
 from echoclr.probe import C_GRID, ProbeFit, fit_probe
+from echoclr.view_model import fit_view_model
 from echoclr.runs import JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config
 from echoclr.weights import load_classifier, save_classifier
 
@@ -97,32 +99,52 @@ def probe(cfg: ProbeConfig) -> Path:
     encoder, meta = init_encoder(cfg.init, arch=cfg.encoder, width=cfg.width,
                                  weights=cfg.weights)
     check_init(cfg.init, meta, cache)
-    train, val = select_rows(cache, task=cfg.task, fraction=cfg.fraction,
-                             fraction_seed=cfg.fraction_seed, view=cfg.view, check_val=False)
+    train, val, classes = select_task_rows(cache, task=cfg.task, fraction=cfg.fraction,
+                                           fraction_seed=cfg.fraction_seed, view=cfg.view,
+                                           check_val=False)
     clear_model_outputs(out)  # the inputs check out; a new model: the old one's outputs go
     out.mkdir(parents=True, exist_ok=True)
     h = clip_features(encoder.to(device), cache, train, clip_len=cfg.clip_len,
                       period=cfg.period, clips=cfg.clips,
                       store=cfg.features or out / "features", device=device,
                       precision=cfg.precision, batch_size=cfg.batch_size)
-    x, y, patients = study_table(train, h.mean(axis=1), cfg.task)
-    fit = fit_probe(x, y, patients, folds=cfg.folds, seed=cfg.seed)
+    if classes is None:
+        x, y, patients = study_table(train, h.mean(axis=1), cfg.task)
+        fit = fit_probe(x, y, patients, folds=cfg.folds, seed=cfg.seed)
+        model = probe_classifier(encoder.cpu(), fit)
+        counts = {"n_train_studies": len(y), "n_train_pos": int(y.sum())}
+        summary = {"c": fit.c, "cv_auroc": fit.cv_auroc, "cv_folds": fit.cv_folds,
+                   "cv_grid": fit.cv_grid}
+    else:  # a categorical task: one sample per video, folds grouped by study
+        fit = fit_view_model(h.mean(axis=1), np.asarray(classes)[train[CLASS_COLUMN]],
+                             train["study_id"].to_numpy(str), folds=cfg.folds, seed=cfg.seed)
+        model = Classifier(encoder.cpu(), dropout=0.0, n_outputs=len(classes))
+        model.set_head(torch.tensor(fit.weight, dtype=torch.float32), torch.tensor(fit.bias))
+        counts = {"n_train_studies": int(train["study_id"].nunique()),
+                  "n_train_per_class": train[CLASS_COLUMN].value_counts().sort_index()
+                  .set_axis([classes[k] for k in sorted(train[CLASS_COLUMN].unique())])
+                  .to_dict()}
+        summary = {"c": fit.c, "cv_macro_auroc": fit.cv_macro_auroc, "cv_folds": fit.cv_folds,
+                   "cv_grid": fit.cv_grid}
     write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
-                            "n_train_studies": len(y), "n_train_pos": int(y.sum()),
-                            "train_studies_sha256": studies_fingerprint(train),
+                            **counts, "train_studies_sha256": studies_fingerprint(train),
                             "n_train_videos": len(train),
                             "n_val_studies": int(val["study_id"].nunique())})
     log = JsonlLog(out / "log.jsonl")
     log.path.unlink(missing_ok=True)
-    log.write(c=fit.c, cv_auroc=fit.cv_auroc, cv_folds=fit.cv_folds,
-              cv_grid={f"{c:g}": v for c, v in fit.cv_grid.items()})
+    log.write(**summary | {"cv_grid": {f"{c:g}": v for c, v in summary["cv_grid"].items()}})
+    fitted_on = "study means of clip features" if classes is None else \
+        "video means of clip features (one sample per labeled video)"
     info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
-            "init": cfg.init, "readout": "probe", "view": cfg.view, "clip_len": cfg.clip_len,
-            "period": cfg.period, "dropout": 0.0, "eval_clips": cfg.clips,
-            "preprocessing": cache.preprocessing.to_dict(),
+            "init": cfg.init, "readout": "probe",
+            "view": None if classes is not None and cfg.task == "view" else cfg.view,
+            "clip_len": cfg.clip_len, "period": cfg.period, "dropout": 0.0,
+            "eval_clips": cfg.clips, "preprocessing": cache.preprocessing.to_dict(),
             "cache": str(Path(cfg.cache).resolve()),
-            "probe": {"c": fit.c, "cv_auroc": fit.cv_auroc, "cv_folds": fit.cv_folds,
-                      "c_grid": list(C_GRID), "fit_on": "study means of clip features"},
+            "probe": {k: v for k, v in summary.items() if k != "cv_grid"}
+            | {"c_grid": list(C_GRID), "fit_on": fitted_on},
             "probe_config": dataclasses.asdict(cfg)}
-    save_classifier(probe_classifier(encoder.cpu(), fit), out, info)
+    if classes is not None:
+        info |= {"classes": list(classes), "label_level": "video"}
+    save_classifier(model, out, info)
     return out

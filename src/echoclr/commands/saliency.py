@@ -25,7 +25,7 @@ from echoclr.inference import clips_to_input, predict_clips
 from echoclr.options import device_opt, model_opt, opt
 from echoclr.runs import pick_device
 from echoclr.valid_json import write_json
-from echoclr.weights import load_classifier
+from echoclr.weights import load_classifier, require_binary
 
 OVERLAY_ALPHA = 0.6  # heatmap opacity where the map is 1 (it fades to the plain frame at 0)
 MIN_DISPLAY_SIDE = 256  # pixels: overlay frames are enlarged (nearest) to at least this
@@ -192,6 +192,7 @@ def saliency(cfg: SaliencyConfig) -> Path:
     if cfg.max_frames < 1:
         raise UserError(f"saliency: --max-frames must be >= 1, got {cfg.max_frames}")
     model, meta = load_classifier(cfg.model)
+    require_binary(meta, cfg.model, "saliency")
     device = pick_device(cfg.device)
     model = model.to(device)
     prep = replayable(preprocessing_of(meta, cfg.model), cfg.model)

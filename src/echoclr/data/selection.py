@@ -13,6 +13,7 @@ import hashlib
 import pandas as pd
 
 from echoclr.data.cache import VideoCache
+from echoclr.data.categorical import fraction_studies, is_categorical, select_videos
 from echoclr.data.manifest import label_columns, label_fraction_studies
 from echoclr.data.splits import class_counts
 from echoclr.errors import UserError
@@ -105,6 +106,35 @@ def select_rows(cache: VideoCache, *, task: str, fraction: float, fraction_seed:
         raise UserError(f"{manifest}: no labeled validation videos for {task!r}: give some "
                         "studies split val")
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def select_task_rows(cache: VideoCache, *, task: str, fraction: float, fraction_seed: int,
+                     view: str | None, val_fraction: float = 1.0, check_val: bool = True
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ...] | None]:
+    """:func:`select_rows` for a binary task (classes None); for a categorical task
+    (:mod:`echoclr.data.categorical`) the labeled videos of the drawn training studies and the
+    labeled validation videos, with the task's classes. ``--task view`` classifies every
+    video, so the view filter does not apply to it.
+
+    Raises:
+        UserError: as :func:`select_rows`, or a class without videos in a split it needs.
+    """
+    if not is_categorical(cache.manifest, task):
+        return (*select_rows(cache, task=task, fraction=fraction, fraction_seed=fraction_seed,
+                             view=view, val_fraction=val_fraction, check_val=check_val), None)
+    view = None if task == "view" else view
+    check_view(cache, view)
+    train, val, classes = select_videos(
+        cache.manifest, cache.rows("train", view), cache.rows("val", view), task=task,
+        fraction=fraction, fraction_seed=fraction_seed, source=cache.root / "manifest.csv",
+        check_val=check_val)
+    if val_fraction < 1:
+        val = val[val["study_id"].astype(str).isin(
+            fraction_studies(val, fraction=val_fraction, seed=fraction_seed))]
+    if val.empty and check_val:
+        raise UserError(f"{cache.root / 'manifest.csv'}: no labeled validation videos for "
+                        f"{task!r}: label some videos of the val split")
+    return train, val.reset_index(drop=True), classes
 
 
 def studies_fingerprint(rows: pd.DataFrame) -> str:

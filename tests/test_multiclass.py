@@ -1,0 +1,252 @@
+"""Multi-class tasks (a categorical column such as the echo view) through probe, finetune and
+evaluate: the probe's head is the multinomial fit of the features, evaluate's per-class and macro
+AUROC are scikit-learn's on its own predictions, their intervals a naive study bootstrap's, the
+loss is weighted cross-entropy, labels come from ``view_given`` once a view model has filled
+``view``, and the commands that score one probability refuse a multi-class model in one line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.special import softmax
+from sklearn.metrics import confusion_matrix, roc_auc_score
+
+from echoclr.class_metrics import evaluate_classes
+from echoclr.cli import main
+from echoclr.commands.finetune import FinetuneConfig
+from echoclr.data.cache import VideoCache, write_manifest
+from echoclr.data.categorical import (
+    CLASS_COLUMN, class_labels, encode, fraction_studies, is_categorical, task_classes,
+)
+from echoclr.features import clip_features
+from echoclr.finetuning import train_step
+from echoclr.losses import balanced_class_weight, smoothed_ce
+from echoclr.models import Classifier, build_encoder
+from echoclr.view_model import fit_view_model
+from echoclr.weights import load_classifier
+
+VIEWS = ("A2C", "A4C", "PLAX")
+TINY = ["--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4", "--period", "2",
+        "--device", "cpu", "--precision", "fp32"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multiclass")
+    assert main(["synth", str(root / "cohort"), "--patients", "14", "--size", "48",
+                 "--plax-min", "1", "--plax-max", "1", "--other-view-prob", "1",
+                 "--a2c-prob", "1", "--frames-min", "8", "--frames-max", "8",
+                 "--fps-min", "30", "--fps-max", "30", "--dicom-fraction", "0"]) == 0
+    assert main(["ingest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "cache"),
+                 "--size", "32", "--splits", "0.5", "0.25", "0.25",
+                 "--accept-one-class-splits", "--salt", "test"]) in (0, 1)
+    return root / "cache"
+
+
+def copy_cache(cache, tmp_path):
+    shutil.copytree(cache, tmp_path / "cache")
+    return tmp_path / "cache"
+
+
+# --- the task and its labels ----------------------------------------------------------------
+
+def test_a_text_column_is_categorical_and_a_binary_one_is_not():
+    df = pd.DataFrame({"view": ["plax", " A4C", None, "unknown", "A2C"],
+                       "lvh": [0, 1, np.nan, 1, 0], "grade": ["1", "0", "", None, "1"]})
+    assert is_categorical(df, "view") and not is_categorical(df, "lvh")
+    assert not is_categorical(df, "grade") and not is_categorical(df, "absent")
+    assert class_labels(df, "view").tolist() == ["PLAX", "A4C", "", "", "A2C"]
+    assert task_classes(df, "view") == VIEWS
+    assert encode(df, "view", VIEWS)[CLASS_COLUMN].tolist() == [2, 1, -1, -1, 0]
+
+
+def test_labels_come_from_view_given_once_a_view_model_filled_view():
+    df = pd.DataFrame({"view": ["PLAX", "PLAX", "A4C"], "view_given": ["A2C", "", "A4C"]})
+    assert class_labels(df, "view").tolist() == ["A2C", "", "A4C"]  # not the predictions
+
+
+def test_label_fractions_of_studies_are_seeded_and_nested():
+    rows = pd.DataFrame({"study_id": [f"S{k // 2}" for k in range(40)],
+                         CLASS_COLUMN: [k % 3 if k < 36 else -1 for k in range(40)]})
+    labeled = {f"S{k}" for k in range(18)}  # S18, S19 hold unlabeled videos only
+    small, large = (fraction_studies(rows, fraction=f, seed=3) for f in (0.25, 0.5))
+    assert set(small) <= set(large) <= labeled and (len(small), len(large)) == (4, 9)
+    assert fraction_studies(rows, fraction=0.25, seed=3) == small
+    assert fraction_studies(rows, fraction=0.25, seed=4) != small
+    assert set(fraction_studies(rows, fraction=1.0, seed=0)) == labeled
+
+
+# --- metrics ----------------------------------------------------------------------------------
+
+def naive_bootstrap(y, proba, clusters, n_resamples, seed):
+    """Study bootstrap of each class's one-vs-rest AUROC and their mean, with sklearn, one
+    resample at a time (the draws of significance.resample_weights)."""
+    units, index = np.unique(clusters, return_inverse=True)
+    draws = np.random.default_rng(seed).integers(0, len(units), (n_resamples, len(units)))
+    per_class, macro = [], []
+    for draw in draws:
+        rows = np.concatenate([np.flatnonzero(index == u) for u in draw])
+        ys, ps = y[rows], proba[rows]
+        if len(np.unique(ys)) < proba.shape[1]:
+            continue
+        values = [roc_auc_score(ys == k, ps[:, k]) for k in range(proba.shape[1])]
+        per_class.append(values)
+        macro.append(np.mean(values))
+    return np.array(per_class), np.array(macro)
+
+
+def test_class_metrics_are_sklearns_and_their_intervals_a_naive_study_bootstrap():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 48)
+    proba = rng.dirichlet(np.ones(3), 48)
+    proba[np.arange(48), y] += 0.4
+    proba /= proba.sum(1, keepdims=True)
+    clusters = np.array([f"S{k // 3}" for k in range(48)])  # three videos a study
+    m = evaluate_classes(y, proba, VIEWS, clusters=clusters, n_resamples=300, seed=5)
+    assert m["macro_auroc"]["value"] == pytest.approx(
+        roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    assert m["confusion"] == confusion_matrix(y, proba.argmax(1)).tolist()
+    assert m["accuracy"] == pytest.approx(np.mean(proba.argmax(1) == y))
+    per_class, macro = naive_bootstrap(y, proba, clusters, 300, 5)
+    assert m["n_skipped"] == 300 - len(macro)
+    for k, name in enumerate(VIEWS):
+        got = m["per_class"][name]
+        assert got["value"] == pytest.approx(roc_auc_score(y == k, proba[:, k]))
+        assert (got["ci_low"], got["ci_high"]) == pytest.approx(
+            tuple(np.percentile(per_class[:, k], [2.5, 97.5])))
+        assert got["n"] == len(np.unique(clusters[y == k]))
+    assert (m["macro_auroc"]["ci_low"], m["macro_auroc"]["ci_high"]) == pytest.approx(
+        tuple(np.percentile(macro, [2.5, 97.5])))
+
+
+def test_class_metrics_flag_few_studies_and_leave_out_absent_classes():
+    y = np.array([1, 2, 1, 2, 1, 2])
+    proba = np.eye(3)[[1, 2, 2, 2, 1, 1]] * 0.8 + 0.2 / 3
+    m = evaluate_classes(y, proba, VIEWS, clusters=np.arange(6).astype(str), n_resamples=50)
+    assert m["per_class"]["A2C"]["value"] is None  # no A2C video: no AUROC, not in the macro
+    assert m["macro_auroc"]["value"] == pytest.approx(np.mean(
+        [roc_auc_score(y == 1, proba[:, 1]), roc_auc_score(y == 2, proba[:, 2])]))
+    assert not m["macro_auroc"]["ci_reliable"] and any("A4C" in w for w in m["warnings"])
+
+
+# --- the loss ---------------------------------------------------------------------------------
+
+def test_the_multiclass_loss_is_weighted_smoothed_cross_entropy():
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0], [1.0, 1.0, 1.0], [0.0, 2.0, 0.0]])
+    labels = torch.tensor([0, 2, 2, 1])
+    weight = balanced_class_weight(labels, 3)
+    assert weight.tolist() == pytest.approx([4 / 3, 4 / 3, 2 / 3])  # n / (K n_k)
+    s = 0.1
+    targets = F.one_hot(labels, 3).float() * (1 - s) + s / 3
+    per_row = -(targets * weight * torch.log_softmax(logits, 1)).sum(1)  # torch's definition
+    want = per_row.sum() / weight[labels].sum()
+    assert smoothed_ce(logits, labels, class_weight=weight, smoothing=s).item() == \
+        pytest.approx(want.item(), rel=1e-6)
+
+
+def test_steps_on_class_labels_drive_the_cross_entropy_down():
+    torch.manual_seed(0)
+    model = Classifier(build_encoder("r3d_tiny", width=4), dropout=0.0, n_outputs=3)
+    cfg = FinetuneConfig(encoder="r3d_tiny", width=4, clip_len=4, lr=1e-2, precision="fp32",
+                         augment=False, label_smoothing=0.0)
+    g = torch.Generator().manual_seed(0)
+    batch = {"clip": torch.randint(0, 256, (6, 4, 16, 16), generator=g, dtype=torch.uint8),
+             "label": torch.tensor([0.0, 1.0, 2.0, 0.0, 1.0, 2.0])}
+    weight = balanced_class_weight(batch["label"], 3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = [train_step(model, optimizer, batch, cfg, device=torch.device("cpu"), pos_weight=1.0,
+                         generator=g, class_weight=weight) for _ in range(25)]
+    assert losses[0] == pytest.approx(np.log(3), abs=0.3) and losses[-1] < 0.5 * losses[0]
+
+
+# --- the commands -----------------------------------------------------------------------------
+
+def test_probe_fits_a_multinomial_head_and_evaluate_scores_it(cache, tmp_path):
+    run = tmp_path / "probe"
+    assert main(["probe", str(cache), "--task", "view", "--out", str(run), "--clips", "1",
+                 *TINY]) == 0
+    model, meta = load_classifier(run)
+    assert meta["classes"] == list(VIEWS) and meta["view"] is None  # every view is classified
+    assert model.head.weight.shape == (3, 32)
+    # the head is the multinomial probe of the training videos' features, refitted here
+    rows = encode(VideoCache(cache).rows("train"), "view", VIEWS)
+    rows = rows[rows[CLASS_COLUMN] >= 0].reset_index(drop=True)
+    h = clip_features(model.encoder, VideoCache(cache), rows, clip_len=4, period=2,
+                      clips=1).mean(1)
+    ref = fit_view_model(h, np.asarray(VIEWS)[rows[CLASS_COLUMN]], rows["study_id"].to_numpy())
+    np.testing.assert_allclose(model.head.weight.detach().double().numpy(), ref.weight, rtol=1e-4,
+                               atol=1e-5)
+    assert json.loads((run / "log.jsonl").read_text().splitlines()[0])["c"] == ref.c
+
+    assert main(["evaluate", str(run), "--clips", "1", "--n-resamples", "100"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    videos = pd.read_csv(run / "predictions.csv")
+    test = VideoCache(cache).rows("test")
+    assert sorted(videos["path"]) == sorted(test["path"])  # every labeled test video, once
+    truth = dict(zip(test["path"], test["view"].str.upper()))
+    assert (videos["y_true"] == videos["path"].map(truth)).all()
+    p = videos[[f"p_{v}" for v in VIEWS]].to_numpy()
+    y = np.searchsorted(VIEWS, videos["y_true"])
+    assert metrics["video"]["macro_auroc"]["value"] == pytest.approx(
+        roc_auc_score(y, p, multi_class="ovr"))
+    assert metrics["video"]["confusion"] == confusion_matrix(y, p.argmax(1), labels=[0, 1, 2]) \
+        .tolist()
+    test_rows = test.set_index("path").loc[videos["path"]].reset_index()
+    h_test = clip_features(model.encoder, VideoCache(cache), test_rows, clip_len=4, period=2,
+                           clips=1).mean(1)
+    np.testing.assert_allclose(p, softmax(h_test @ ref.weight.T + ref.bias, axis=1), atol=1e-4)
+    assert (run / "confusion.png").is_file()
+
+
+def test_finetune_trains_a_multiclass_classifier_end_to_end(cache, tmp_path):
+    run = tmp_path / "ft"
+    assert main(["finetune", str(cache), "--task", "view", "--out", str(run), "--epochs", "2",
+                 "--batch-size", "8", "--val-clips", "1", "--eval-clips", "1", "--workers",
+                 "0", "--no-progress", "--select-on", "val_auroc", *TINY]) == 0
+    model, meta = load_classifier(run)
+    assert meta["classes"] == list(VIEWS) and model.head.out_features == 3
+    config = json.loads((run / "config.json").read_text())
+    train = VideoCache(cache).rows("train")
+    assert config["n_train_per_class"] == train["view"].str.upper().value_counts().to_dict()
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all(0 <= r["val_auroc"] <= 1 for r in log)
+    assert meta["best_epoch"] == int(np.argmax([r["val_auroc"] for r in log]))
+    assert main(["evaluate", str(run), "--clips", "1", "--n-resamples", "50"]) == 0
+    assert set(json.loads((run / "metrics.json").read_text())["video"]["per_class"]) == set(VIEWS)
+
+
+def test_a_class_without_training_videos_is_named_before_training(cache, tmp_path, capsys):
+    local = copy_cache(cache, tmp_path)
+    rows = VideoCache(local).rows()
+    rows.loc[(rows["split"] == "train") & (rows["view"] == "A2C"), "view"] = ""
+    rows.loc[(rows["split"] == "test") & (rows["view"] == "A2C"), "view"] = "a2c"  # any case
+    write_manifest(local, rows)
+    assert main(["probe", str(local), "--task", "view", "--out", str(tmp_path / "p"), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "train split" in err and "A2C 0" in err and "'view'" in err
+    assert not (tmp_path / "p").exists()
+
+
+def test_commands_that_score_one_probability_refuse_a_multiclass_model(cache, tmp_path, capsys):
+    run = tmp_path / "probe"
+    assert main(["probe", str(cache), "--task", "view", "--out", str(run), "--clips", "1",
+                 *TINY]) == 0
+    capsys.readouterr()
+    for argv in (["predict", str(run), str(cache / "manifest.csv"), "--out",
+                  str(tmp_path / "p.csv")],
+                 ["saliency", str(run), str(next((cache / "videos").glob("*.npy"))), "--out",
+                  str(tmp_path / "s")]):
+        assert main(argv) == 2, argv[0]
+        err = capsys.readouterr().err.strip()
+        assert "multi-class model" in err and "Traceback" not in err and len(err.splitlines()) == 1
+    assert main(["evaluate", str(run), "--clips", "1", "--n-resamples", "20", "--no-plots"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(run), str(run)]) == 2
+    assert "multi-class evaluation" in capsys.readouterr().err
