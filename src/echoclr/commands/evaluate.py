@@ -1,5 +1,5 @@
 """``echoclr evaluate``: study-level metrics with 95 % CIs for a fine-tuned run (a multi-class
-run: :mod:`echoclr.commands.evaluate_classes`).
+run: :mod:`echoclr.class_evaluation`).
 
 Writes predictions.csv (per video), study_predictions.csv (per study), each with a sidecar
 holding the model's fingerprint, metrics.json and ROC/PR PNGs into the run folder (or --out).
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from echoclr import metrics, significance
-from echoclr.commands.evaluate_classes import evaluate_class_run
+from echoclr.class_evaluation import evaluate_class_run
 from echoclr.data.cache import VideoCache
 from echoclr.data.selection import check_both_classes, check_task, check_view
 from echoclr.errors import UserError

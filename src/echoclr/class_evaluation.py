@@ -1,4 +1,4 @@
-"""``echoclr evaluate`` of a multi-class run (a categorical task such as the echo view).
+"""What ``echoclr evaluate`` does for a multi-class run (a categorical task, e.g. the echo view).
 
 The labels belong to videos, so the unit is the video, each with the clip-averaged softmax
 probabilities; intervals resample studies (a study's videos together). Writes into the run folder
