@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from echoclr.data.cache import VideoCache, write_manifest
+from echoclr.data.categorical import class_labels, label_column
 from echoclr.errors import UserError
 from echoclr.features import clip_features, encoder_fingerprint
 from echoclr.inits import check_init, init_encoder
@@ -79,16 +80,14 @@ class ViewsConfig:
 
 
 def labeled_views(rows: pd.DataFrame, column: str, cache: VideoCache) -> pd.Series:
-    """Each row's view label, stripped and upper-cased ('' when blank). After a
-    ``--write-manifest``, ``view`` holds predictions: the labels are read from ``view_given``."""
-    if column == "view" and "view_given" in rows.columns:
-        column = "view_given"
-    if column not in rows.columns:
+    """Each row's view label, stripped and upper-cased ('' when blank or unknown). After a
+    ``--write-manifest``, ``view`` holds predictions: the labels are read from ``view_given``
+    (:func:`echoclr.data.categorical.class_labels`)."""
+    if label_column(rows, column) not in rows.columns:
         raise UserError(f"{cache.root / 'manifest.csv'}: no column {column!r} of view labels "
                         f"(columns: {', '.join(map(str, rows.columns))}); label a few videos per "
                         "view there, or name the column with --label-column")
-    text = rows[column].fillna("").astype(str).str.strip().str.upper()
-    return text.where(~text.isin(["NAN", "NONE"]), "")
+    return class_labels(rows, column)
 
 
 def fitting_rows(labels: pd.Series, rows: pd.DataFrame, cfg: ViewsConfig,
