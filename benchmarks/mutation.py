@@ -99,6 +99,20 @@ TARGETS = {
     "sampling": Target("src/echoclr/data/sampling.py",
                        ("tests/test_distributed_equivalence.py", "tests/test_pairs.py",
                         "tests/test_sampling.py")),
+    "class_metrics": Target("src/echoclr/class_metrics.py",
+                            ("tests/test_multiclass.py::test_class_metrics_are_sklearns_and_"
+                             "their_intervals_a_naive_study_bootstrap",
+                             "tests/test_multiclass.py::test_class_metrics_flag_few_studies_and_"
+                             "leave_out_absent_classes")),
+    "categorical": Target("src/echoclr/data/categorical.py",
+                          ("tests/test_multiclass.py::test_a_text_column_is_categorical_and_a_"
+                           "binary_one_is_not",
+                           "tests/test_multiclass.py::test_labels_come_from_view_given_once_a_"
+                           "view_model_filled_view",
+                           "tests/test_multiclass.py::test_label_fractions_of_studies_are_seeded_"
+                           "and_nested",
+                           "tests/test_multiclass.py::test_a_class_without_training_videos_is_"
+                           "named_before_training")),
 }
 
 
