@@ -102,6 +102,8 @@ TARGETS = {
     "class_metrics": Target("src/echoclr/class_metrics.py",
                             ("tests/test_multiclass.py::test_class_metrics_are_sklearns_and_"
                              "their_intervals_a_naive_study_bootstrap",
+                             "tests/test_multiclass.py::test_class_metrics_flag_a_class_below_"
+                             "ten_studies_and_not_at_ten",
                              "tests/test_multiclass.py::test_class_metrics_flag_few_studies_and_"
                              "leave_out_absent_classes")),
     "categorical": Target("src/echoclr/data/categorical.py",

@@ -93,26 +93,33 @@ def naive_bootstrap(y, proba, clusters, n_resamples, seed):
     for draw in draws:
         rows = np.concatenate([np.flatnonzero(index == u) for u in draw])
         ys, ps = y[rows], proba[rows]
-        if len(np.unique(ys)) < proba.shape[1]:
+        if len(np.unique(ys)) < len(np.unique(y)):  # a resample without a class: skipped
             continue
-        values = [roc_auc_score(ys == k, ps[:, k]) for k in range(proba.shape[1])]
+        values = [roc_auc_score(ys == k, ps[:, k]) for k in np.unique(y)]
         per_class.append(values)
         macro.append(np.mean(values))
     return np.array(per_class), np.array(macro)
 
 
-def test_class_metrics_are_sklearns_and_their_intervals_a_naive_study_bootstrap():
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 48)
-    proba = rng.dirichlet(np.ones(3), 48)
-    proba[np.arange(48), y] += 0.4
-    proba /= proba.sum(1, keepdims=True)
-    clusters = np.array([f"S{k // 3}" for k in range(48)])  # three videos a study
+def scores(n_videos: int, seed: int, n_classes: int = 3):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, n_classes, n_videos)
+    proba = rng.dirichlet(np.ones(3), n_videos)
+    proba[np.arange(n_videos), y] += 0.4
+    return y, proba / proba.sum(1, keepdims=True)
+
+
+@pytest.mark.parametrize("n_videos, per_study, seed", [(48, 3, 0), (12, 2, 1)])
+def test_class_metrics_are_sklearns_and_their_intervals_a_naive_study_bootstrap(
+        n_videos, per_study, seed):
+    y, proba = scores(n_videos, seed)
+    clusters = np.array([f"S{k // per_study}" for k in range(n_videos)])
     m = evaluate_classes(y, proba, VIEWS, clusters=clusters, n_resamples=300, seed=5)
     assert m["macro_auroc"]["value"] == pytest.approx(
         roc_auc_score(y, proba, multi_class="ovr", average="macro"))
     assert m["confusion"] == confusion_matrix(y, proba.argmax(1)).tolist()
     assert m["accuracy"] == pytest.approx(np.mean(proba.argmax(1) == y))
+    assert (m["classes"], m["n"], m["n_resamples"], m["seed"]) == (list(VIEWS), n_videos, 300, 5)
     per_class, macro = naive_bootstrap(y, proba, clusters, 300, 5)
     assert m["n_skipped"] == 300 - len(macro)
     for k, name in enumerate(VIEWS):
@@ -123,6 +130,25 @@ def test_class_metrics_are_sklearns_and_their_intervals_a_naive_study_bootstrap(
         assert got["n"] == len(np.unique(clusters[y == k]))
     assert (m["macro_auroc"]["ci_low"], m["macro_auroc"]["ci_high"]) == pytest.approx(
         tuple(np.percentile(macro, [2.5, 97.5])))
+    if n_videos == 12:  # 6 studies: many resamples lack a class, and all is flagged
+        assert m["n_skipped"] > 15 and not m["macro_auroc"]["ci_reliable"]
+        assert any(f"{m['n_skipped']} of 300" in w for w in m["warnings"])
+
+
+def test_class_metrics_flag_a_class_below_ten_studies_and_not_at_ten():
+    y = np.repeat([0, 1, 2], [10, 10, 9])  # one video a study: units are videos
+    _, proba = scores(len(y), 2)
+    m = evaluate_classes(y, proba, VIEWS, n_resamples=200, seed=0)
+    assert [m["per_class"][v]["n"] for v in VIEWS] == [10, 10, 9]
+    assert [m["per_class"][v]["ci_reliable"] for v in VIEWS] == [True, True, False]
+    assert m["warnings"] == ["class PLAX: only 9 videos (fewer than 10): its interval is "
+                             "unreliable"]
+    assert m["n_skipped"] == 0 and not m["macro_auroc"]["ci_reliable"]
+    ten = evaluate_classes(np.repeat([0, 1, 2], 10), scores(30, 3)[1], VIEWS, n_resamples=200)
+    assert ten["warnings"] == [] and ten["macro_auroc"]["ci_reliable"]
+    assert np.isfinite([ten["macro_auroc"]["ci_low"], ten["macro_auroc"]["ci_high"]]).all()
+    with pytest.raises(ValueError, match="does not match"):
+        evaluate_classes(y, proba[:, :2], VIEWS)
 
 
 def test_class_metrics_flag_few_studies_and_leave_out_absent_classes():
@@ -133,6 +159,11 @@ def test_class_metrics_flag_few_studies_and_leave_out_absent_classes():
     assert m["macro_auroc"]["value"] == pytest.approx(np.mean(
         [roc_auc_score(y == 1, proba[:, 1]), roc_auc_score(y == 2, proba[:, 2])]))
     assert not m["macro_auroc"]["ci_reliable"] and any("A4C" in w for w in m["warnings"])
+    assert m["confusion"] == [[0, 0, 0], [0, 2, 1], [0, 1, 2]]  # every class a row
+    one = np.array([0, 1, 2, 1, 2, 1, 2])  # A2C on one video still has an AUROC
+    p_one = np.vstack([[0.5, 0.3, 0.2], proba])
+    got = evaluate_classes(one, p_one, VIEWS, n_resamples=20)["per_class"]["A2C"]["value"]
+    assert got == pytest.approx(roc_auc_score(one == 0, p_one[:, 0]))
 
 
 # --- the loss ---------------------------------------------------------------------------------
