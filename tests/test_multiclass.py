@@ -155,7 +155,8 @@ def test_class_metrics_flag_few_studies_and_leave_out_absent_classes():
     y = np.array([1, 2, 1, 2, 1, 2])
     proba = np.eye(3)[[1, 2, 2, 2, 1, 1]] * 0.8 + 0.2 / 3
     m = evaluate_classes(y, proba, VIEWS, clusters=np.arange(6).astype(str), n_resamples=50)
-    assert m["per_class"]["A2C"]["value"] is None  # no A2C video: no AUROC, not in the macro
+    assert m["per_class"]["A2C"] == {"value": None, "ci_low": None, "ci_high": None, "n": 0,
+                                     "ci_reliable": False}  # no A2C video: not in the macro
     assert m["macro_auroc"]["value"] == pytest.approx(np.mean(
         [roc_auc_score(y == 1, proba[:, 1]), roc_auc_score(y == 2, proba[:, 2])]))
     assert not m["macro_auroc"]["ci_reliable"] and any("A4C" in w for w in m["warnings"])
