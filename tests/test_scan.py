@@ -3,9 +3,9 @@ pseudonymous ids, header facts, joined labels, and a report of every other file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sqlite3
 
 import pandas as pd
 import pydicom
@@ -94,12 +94,13 @@ def test_scan_groups_cines_by_study_with_pseudonyms_and_reports_the_rest(pacs, t
     assert reason["CT0001"] == "modality CT, not ultrasound"
     assert reason["IM9001"].startswith("unreadable DICOM")
     assert reason["README.txt"] == "not a DICOM file"
-    texts = out.read_text() + (tmp_path / "scan_report.csv").read_text() + \
-        (tmp_path / "manifest.csv.scan.jsonl").read_text()
+    state = (tmp_path / "manifest.csv.scan.sqlite").read_bytes()  # the whole database file
+    assert not list(tmp_path.glob("*-wal"))  # closed: everything is in the database file
+    texts = (out.read_text() + (tmp_path / "scan_report.csv").read_text()).encode() + state
     for accession, (mrn, uid) in ids.items():
-        assert uid not in texts and accession not in texts
-    assert "MRN" not in (tmp_path / "manifest.csv.scan.jsonl").read_text().replace(
-        "MRN12345678_DOE/", "").replace("MRN87654321_ROE/", "")  # only folder names: paths
+        assert uid.encode() not in texts and accession.encode() not in texts
+    assert b"MRN" not in state.replace(b"MRN12345678_DOE/", b"").replace(
+        b"MRN87654321_ROE/", b"")  # only folder names: paths
 
 
 def test_labels_join_by_accession_in_memory(pacs, tmp_path):
@@ -132,9 +133,8 @@ def test_rescan_reads_only_changed_files_and_workers_agree(pacs, tmp_path):
     assert out.read_text() == before
     other_salt = scan(ScanConfig(root=str(root), out=str(out), salt="another"))
     assert other_salt.n_reused == 0  # another salt: other pseudonyms, nothing reused
-    lines = (tmp_path / "m.csv.scan.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + first.n_files  # compacted: one line per file there is now
-    assert all(json.loads(line) for line in lines)
+    with sqlite3.connect(tmp_path / "m.csv.scan.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == first.n_files
 
 
 def test_cli_scan_prints_a_summary(pacs, tmp_path, capsys):
