@@ -3,6 +3,8 @@ passing for an object without pixel data; genuine non-image objects keep their r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,8 +22,7 @@ def reason(path) -> str | None:
 
 
 def cut_cine(path, keep: int):
-    data = open(CINE, "rb").read()
-    path.write_bytes(data[:keep])
+    path.write_bytes(Path(CINE).read_bytes()[:keep])
     return path
 
 

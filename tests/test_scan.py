@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pandas as pd
 import pydicom
@@ -144,3 +146,39 @@ def test_cli_scan_prints_a_summary(pacs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "5 cines of 3 studies, 2 patients" in printed
     assert "single-frame still, not a cine" in printed and "scan_report.csv" in printed
+
+
+KILLED_SCAN = """
+import os, signal, sys
+import echoclr.commands.scan as command
+import echoclr.data.scan_state as state
+state.BATCH = 10  # commit every 10 results
+calls = 0
+def scan_file(**kwargs):
+    global calls
+    calls += 1
+    if calls == 25:  # 24 results recorded, 20 of them committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(**kwargs)
+real, command.scan_file = command.scan_file, scan_file
+command.scan(command.ScanConfig(root=sys.argv[1], out=sys.argv[2], salt="k"))
+"""
+
+
+def test_a_scan_killed_midway_resumes_without_reading_committed_files_again(tmp_path):
+    root = tmp_path / "export"
+    for k in range(40):
+        (root / f"S{k % 4}").mkdir(parents=True, exist_ok=True)
+        (root / f"S{k % 4}" / f"note{k:02d}.txt").write_text(f"file {k}")
+    out = tmp_path / "m.csv"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SCAN, str(root), str(out)], check=False,
+                            env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -9 and not out.exists()
+    resumed = scan(ScanConfig(root=str(root), out=str(out), salt="k"))
+    assert (resumed.n_files, resumed.n_reused) == (40, 20)  # only the lost batch read again
+    assert resumed.skipped == {"not a DICOM file": 40}
+    (root / "S0" / "note00.txt").unlink()  # gone from the export: gone from the state
+    assert scan(ScanConfig(root=str(root), out=str(out), salt="k")).n_reused == 39
+    with sqlite3.connect(tmp_path / "m.csv.scan.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 39
+    assert len(pd.read_csv(tmp_path / "scan_report.csv")) == 39

@@ -141,8 +141,9 @@ class ScanState:
         n_cines, n_studies, n_patients = self.db.execute(
             "SELECT count(*), count(DISTINCT study), count(DISTINCT coalesce(nullif(patient, ''),"
             " study)) FROM files WHERE run = ? AND skip IS NULL", (self.run,)).fetchone()
-        reasons = self.db.execute("SELECT skip, count(*) AS n FROM files WHERE run = ? AND skip "
-                                  "IS NOT NULL GROUP BY skip ORDER BY n DESC, min(seq)", (self.run,))
+        reasons = self.db.execute(
+            "SELECT skip, count(*) AS n FROM files WHERE run = ? AND skip IS NOT NULL "
+            "GROUP BY skip ORDER BY n DESC, min(seq)", (self.run,))
         return {"cines": n_cines, "studies": n_studies, "patients": n_patients,
                 "skipped": dict(reasons)}
 
