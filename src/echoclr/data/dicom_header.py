@@ -69,26 +69,30 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         Exception: whatever pydicom raises for a file it cannot parse, where no read came up
             short (a file with no DICOM structure to speak of).
     """
-    with open(path, "rb") as raw:
-        size = os.fstat(raw.fileno()).st_size
-        f = _ShortReads(raw)
-        try:
-            ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
-        except Exception:
-            if f.short is None or not _starts(raw, b"DICM"):
-                raise
-            ds = pydicom.Dataset()
-            ds.file_meta = pydicom.dataset.FileMetaDataset()
-            return DicomHeader(ds, None, None, damage=f.damage(size, _starts(raw, META)))
+    try:
+        header = _read_header(path)
+    except Exception:
+        damage = _damage(path)
+        if damage is None:
+            raise
+        ds = pydicom.Dataset()
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        return DicomHeader(ds, None, None, damage=damage)
+    if header.pixel_offset is None:  # the header ended without pixel data: cut short?
+        header.damage = _damage(path)
+    return header
+
+
+def _read_header(path: str | os.PathLike) -> DicomHeader:
+    with open(path, "rb") as f:
+        ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
         if not hasattr(ds, "file_meta"):
             ds.file_meta = pydicom.dataset.FileMetaDataset()
-        if f.short is not None and (ds.preamble or ds.file_meta or "SOPClassUID" in ds):
-            return DicomHeader(ds, None, None, damage=f.damage(size, _starts(raw, META)))
         implicit, little = ds.original_encoding
         if implicit is None:  # nothing was read after the file meta: no dataset, no pixels
             return DicomHeader(ds, None, None)
-        start = raw.tell()
-        head = raw.read(8)
+        start = f.tell()
+        head = f.read(8)
         if len(head) < 8:
             return DicomHeader(ds, None, None)
         order = "<" if little else ">"
@@ -99,8 +103,24 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         if implicit:
             return DicomHeader(ds, start + 8, struct.unpack(f"{order}L", head[4:])[0], keyword)
         vr = head[4:6].decode("ascii", "replace")
-        length = struct.unpack(f"{order}L", raw.read(4))[0]
+        length = struct.unpack(f"{order}L", f.read(4))[0]
         return DicomHeader(ds, start + 12, length, keyword, vr)
+
+
+def _damage(path: str | os.PathLike) -> str | None:
+    """What failed in a DICOM file cut short or unparsable, found by reading its header again
+    and watching for a read the file cannot fill (only files without pixel data, or that
+    pydicom cannot parse, pay for this); None for an intact file or no DICOM at all."""
+    with open(path, "rb") as raw:
+        f = _ShortReads(raw)
+        try:
+            ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
+            dicom = bool(ds.preamble or getattr(ds, "file_meta", None) or "SOPClassUID" in ds)
+        except Exception:  # noqa: BLE001 -- pydicom gave up: a cut, if a read came up short
+            dicom = _starts(raw, b"DICM")
+        if f.short is None or not dicom:
+            return None
+        return f.damage(os.fstat(raw.fileno()).st_size, _starts(raw, META))
 
 
 def _starts(f, prefix: bytes) -> bool:
