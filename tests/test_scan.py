@@ -182,3 +182,16 @@ def test_a_scan_killed_midway_resumes_without_reading_committed_files_again(tmp_
     with sqlite3.connect(tmp_path / "m.csv.scan.sqlite") as db:
         assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 39
     assert len(pd.read_csv(tmp_path / "scan_report.csv")) == 39
+
+
+def test_an_unstatable_file_is_reported_by_every_scan_and_never_reused(tmp_path):
+    root = tmp_path / "export"
+    root.mkdir()
+    (root / "loop.dcm").symlink_to(root / "loop.dcm")  # stat() fails: a symlink loop
+    (root / "notes.txt").write_text("not a cine")
+    for _ in range(2):
+        result = scan(ScanConfig(root=str(root), out=str(tmp_path / "m.csv"), salt="k"))
+        report = dict(pd.read_csv(tmp_path / "scan_report.csv").to_numpy())
+        assert report == {"export/loop.dcm": "unreadable (the file cannot be stat'ed)",
+                          "export/notes.txt": "not a DICOM file"}
+    assert (result.n_files, result.n_reused) == (2, 1)  # the loop is looked at again
