@@ -128,8 +128,8 @@ def _jobs(state: ScanState, root: Path, cfg: ScanConfig, tally: dict) -> Iterato
         elif state.met(key, seq):
             tally["reused"] += 1
         else:
-            yield (key, seq), dict(path=os.path.join(root, key[0]), salt=cfg.salt,
-                                   with_ids=bool(cfg.id_map))
+            yield (key, seq), {"path": os.path.join(root, key[0]), "salt": cfg.salt,
+                               "with_ids": bool(cfg.id_map)}
 
 
 def _write_outputs(state: ScanState, cfg: ScanConfig, root: Path, out: Path,
