@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -123,8 +124,11 @@ def run_scan(root: Path, out: Path, workers: int, timeout: float) -> dict:
     out.parent.mkdir(parents=True, exist_ok=True)
     run = run_with_peak_rss(cmd, out.with_suffix(".log"), timeout)
     if isinstance(run["rc"], str):  # hung, killed with its workers
-        state = out.with_name(out.name + ".scan.jsonl")
-        done = state.read_text().count("\n") - 1 if state.is_file() else 0
+        state = out.with_name(out.name + ".scan.sqlite")
+        done = 0
+        if state.is_file():  # committed rows: what a resumed scan would not read again
+            with sqlite3.connect(state) as db:
+                done = db.execute("SELECT count(*) FROM files").fetchone()[0]
         return {"error": f"HUNG > {timeout:.0f} s ({done} files done)"}
     if run["rc"]:
         sys.exit(f"{' '.join(cmd)} failed ({run['rc']}):\n{run['log']}")

@@ -3,9 +3,11 @@ pseudonymous ids, header facts, joined labels, and a report of every other file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sqlite3
+import subprocess
+import sys
 
 import pandas as pd
 import pydicom
@@ -94,12 +96,13 @@ def test_scan_groups_cines_by_study_with_pseudonyms_and_reports_the_rest(pacs, t
     assert reason["CT0001"] == "modality CT, not ultrasound"
     assert reason["IM9001"].startswith("unreadable DICOM")
     assert reason["README.txt"] == "not a DICOM file"
-    texts = out.read_text() + (tmp_path / "scan_report.csv").read_text() + \
-        (tmp_path / "manifest.csv.scan.jsonl").read_text()
+    state = (tmp_path / "manifest.csv.scan.sqlite").read_bytes()  # the whole database file
+    assert not list(tmp_path.glob("*-wal"))  # closed: everything is in the database file
+    texts = (out.read_text() + (tmp_path / "scan_report.csv").read_text()).encode() + state
     for accession, (mrn, uid) in ids.items():
-        assert uid not in texts and accession not in texts
-    assert "MRN" not in (tmp_path / "manifest.csv.scan.jsonl").read_text().replace(
-        "MRN12345678_DOE/", "").replace("MRN87654321_ROE/", "")  # only folder names: paths
+        assert uid.encode() not in texts and accession.encode() not in texts
+    assert b"MRN" not in state.replace(b"MRN12345678_DOE/", b"").replace(
+        b"MRN87654321_ROE/", b"")  # only folder names: paths
 
 
 def test_labels_join_by_accession_in_memory(pacs, tmp_path):
@@ -132,9 +135,8 @@ def test_rescan_reads_only_changed_files_and_workers_agree(pacs, tmp_path):
     assert out.read_text() == before
     other_salt = scan(ScanConfig(root=str(root), out=str(out), salt="another"))
     assert other_salt.n_reused == 0  # another salt: other pseudonyms, nothing reused
-    lines = (tmp_path / "m.csv.scan.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + first.n_files  # compacted: one line per file there is now
-    assert all(json.loads(line) for line in lines)
+    with sqlite3.connect(tmp_path / "m.csv.scan.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == first.n_files
 
 
 def test_cli_scan_prints_a_summary(pacs, tmp_path, capsys):
@@ -144,3 +146,52 @@ def test_cli_scan_prints_a_summary(pacs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "5 cines of 3 studies, 2 patients" in printed
     assert "single-frame still, not a cine" in printed and "scan_report.csv" in printed
+
+
+KILLED_SCAN = """
+import os, signal, sys
+import echoclr.commands.scan as command
+import echoclr.data.scan_state as state
+state.BATCH = 10  # commit every 10 results
+calls = 0
+def scan_file(**kwargs):
+    global calls
+    calls += 1
+    if calls == 25:  # 24 results recorded, 20 of them committed
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(**kwargs)
+real, command.scan_file = command.scan_file, scan_file
+command.scan(command.ScanConfig(root=sys.argv[1], out=sys.argv[2], salt="k"))
+"""
+
+
+def test_a_scan_killed_midway_resumes_without_reading_committed_files_again(tmp_path):
+    root = tmp_path / "export"
+    for k in range(40):
+        (root / f"S{k % 4}").mkdir(parents=True, exist_ok=True)
+        (root / f"S{k % 4}" / f"note{k:02d}.txt").write_text(f"file {k}")
+    out = tmp_path / "m.csv"
+    killed = subprocess.run([sys.executable, "-c", KILLED_SCAN, str(root), str(out)], check=False,
+                            env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert killed.returncode == -9 and not out.exists()
+    resumed = scan(ScanConfig(root=str(root), out=str(out), salt="k"))
+    assert (resumed.n_files, resumed.n_reused) == (40, 20)  # only the lost batch read again
+    assert resumed.skipped == {"not a DICOM file": 40}
+    (root / "S0" / "note00.txt").unlink()  # gone from the export: gone from the state
+    assert scan(ScanConfig(root=str(root), out=str(out), salt="k")).n_reused == 39
+    with sqlite3.connect(tmp_path / "m.csv.scan.sqlite") as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 39
+    assert len(pd.read_csv(tmp_path / "scan_report.csv")) == 39
+
+
+def test_an_unstatable_file_is_reported_by_every_scan_and_never_reused(tmp_path):
+    root = tmp_path / "export"
+    root.mkdir()
+    (root / "loop.dcm").symlink_to(root / "loop.dcm")  # stat() fails: a symlink loop
+    (root / "notes.txt").write_text("not a cine")
+    for _ in range(2):
+        result = scan(ScanConfig(root=str(root), out=str(tmp_path / "m.csv"), salt="k"))
+        report = dict(pd.read_csv(tmp_path / "scan_report.csv").to_numpy())
+        assert report == {"export/loop.dcm": "unreadable (the file cannot be stat'ed)",
+                          "export/notes.txt": "not a DICOM file"}
+    assert (result.n_files, result.n_reused) == (2, 1)  # the loop is looked at again

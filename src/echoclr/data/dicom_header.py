@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 
 import pydicom
+import pydicom.datadict
 import pydicom.uid
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -21,6 +22,7 @@ PIXEL_TAGS = {(0x7FE0, 0x0010): "PixelData", (0x7FE0, 0x0008): "FloatPixelData",
               (0x7FE0, 0x0009): "DoubleFloatPixelData"}
 SR_CLASS_PREFIX = "1.2.840.10008.5.1.4.1.1.88."  # every structured report storage class
 MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # DICOMDIR
+META = b"DICM\x02\x00"  # the preamble's magic, then a file meta element's group (0002)
 # RegionDataType (PS3.3 C.8.5.5.1.2) → kind; RegionSpatialFormat 2 is M-mode, 3 spectral.
 DATA_TYPE_KINDS = {1: "2d", 2: "colour", 3: "doppler", 4: "doppler"}
 KIND_ORDER = ("2d", "colour", "doppler", "m-mode")
@@ -39,6 +41,7 @@ class DicomHeader:
     pixel_length: int | None
     pixel_keyword: str = "PixelData"
     pixel_vr: str | None = None
+    damage: str | None = None  # what failed in a truncated or corrupt file; None: it parsed
 
     @property
     def n_frames(self) -> int:
@@ -59,11 +62,28 @@ def is_dicom(path: str | os.PathLike) -> bool:
 
 
 def read_header(path: str | os.PathLike) -> DicomHeader:
-    """Every element before the pixel data, and the pixel data's position.
+    """Every element before the pixel data, and the pixel data's position; a DICOM file cut
+    short or unparsable after its preamble comes back with ``damage`` saying what failed.
 
     Raises:
-        Exception: whatever pydicom raises for a file it cannot parse.
+        Exception: whatever pydicom raises for a file it cannot parse, where no read came up
+            short (a file with no DICOM structure to speak of).
     """
+    try:
+        header = _read_header(path)
+    except Exception:
+        damage = _damage(path)
+        if damage is None:
+            raise
+        ds = pydicom.Dataset()
+        ds.file_meta = pydicom.dataset.FileMetaDataset()
+        return DicomHeader(ds, None, None, damage=damage)
+    if header.pixel_offset is None:  # the header ended without pixel data: cut short?
+        header.damage = _damage(path)
+    return header
+
+
+def _read_header(path: str | os.PathLike) -> DicomHeader:
     with open(path, "rb") as f:
         ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
         if not hasattr(ds, "file_meta"):
@@ -87,9 +107,79 @@ def read_header(path: str | os.PathLike) -> DicomHeader:
         return DicomHeader(ds, start + 12, length, keyword, vr)
 
 
+def _damage(path: str | os.PathLike) -> str | None:
+    """What failed in a DICOM file cut short or unparsable, found by reading its header again
+    and watching for a read the file cannot fill (only files without pixel data, or that
+    pydicom cannot parse, pay for this); None for an intact file or no DICOM at all."""
+    with open(path, "rb") as raw:
+        f = _ShortReads(raw)
+        try:
+            ds = pydicom.dcmread(f, force=True, stop_before_pixels=True)
+            dicom = bool(ds.preamble or getattr(ds, "file_meta", None) or "SOPClassUID" in ds)
+        except Exception:  # noqa: BLE001 -- pydicom gave up: a cut, if a read came up short
+            dicom = _starts(raw, b"DICM")
+        if f.short is None or not dicom:
+            return None
+        return f.damage(os.fstat(raw.fileno()).st_size, _starts(raw, META))
+
+
+def _starts(f, prefix: bytes) -> bool:
+    """Whether ``prefix`` follows the 128-byte preamble."""
+    f.seek(128)
+    return f.read(len(prefix)) == prefix
+
+
+class _ShortReads:
+    """A file that notes the first read it could not fill: pydicom takes a value cut short by
+    the end of the file as it comes, so this is how a truncated header shows."""
+
+    def __init__(self, f):
+        self._f = f
+        self.short: tuple[int, int, int] | None = None  # (at byte, bytes wanted, bytes got)
+        self._header: tuple[int, bytes] = (-1, b"")  # (end, bytes) of the last element header
+
+    def read(self, n: int = -1) -> bytes:
+        at = self._f.tell()
+        data = self._f.read(n)
+        if n is None or n < 0 or self.short is not None:
+            return data
+        if len(data) == 8:
+            self._header = (at + 8, data)
+        # an 8-byte read that finds nothing is pydicom looking for one more element at the end
+        # of the file: a clean end; any other read that comes back short is a cut
+        elif len(data) < n and (data or n != 8):
+            self.short = (at, n, len(data))
+        return data
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+    def damage(self, size: int, meta: bool) -> str:
+        """What failed, in words, for a file of ``size`` bytes (``meta``: its file meta
+        information, group 0002, was read)."""
+        at, wanted, got = self.short
+        if size <= 132:
+            return "nothing follows the DICM preamble"
+        if not meta:
+            return (f"the bytes after the DICM preamble do not parse as DICOM (no file meta "
+                    f"information, group 0002; a read of {wanted:,} bytes at byte {at:,} of a "
+                    f"{size:,}-byte file)")
+        end, header = self._header
+        if at in (end, end + 4):  # the value (or 32-bit length) of the element just read
+            group, element = struct.unpack("<HH", header[:4])
+            name = pydicom.datadict.keyword_for_tag((group << 16) | element) or "element"
+            return (f"the dataset ends early: ({group:04X},{element:04X}) {name} at byte "
+                    f"{at:,} needs {wanted:,} bytes, the file holds {got:,} more")
+        return (f"the dataset ends early: the file ends {got} bytes into an element's header at "
+                f"byte {at:,}")
+
+
 def not_an_image(header: DicomHeader) -> str | None:
-    """Why this object holds no image (a DICOMDIR, a structured report, no pixel data), or None."""
+    """Why this object holds no image (a corrupt or truncated file, a DICOMDIR, a structured
+    report, no pixel data), or None."""
     ds = header.ds
+    if header.damage:
+        return f"corrupt or truncated DICOM: {header.damage}"
     sop = str(ds.get("SOPClassUID", "") or ds.file_meta.get("MediaStorageSOPClassUID", ""))
     if sop == MEDIA_DIRECTORY or "DirectoryRecordSequence" in ds:
         return "DICOMDIR (an index of the media), not an image"

@@ -2,23 +2,18 @@
 (frames, rate, size, colour space, transfer syntax, device, ultrasound regions, any view the
 header names), with identifiers as keyed pseudonyms, or why a file is no cine.
 
-Results stream, one JSON line per file, into a state file beside the manifest, keyed by the
-file's path, size and modification time, so a re-run (after a kill, or on a grown export) reads
-only new or changed files. The state holds pseudonyms, never a raw identifier.
+The walk is a stream (no list of every file); :mod:`echoclr.data.scan_state` keeps what each
+file said, so a re-run reads only new or changed files.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from echoclr.atomic import atomic_path
 from echoclr.data.dicom import dicom_fps, hash_identifier
 from echoclr.data.dicom_header import is_dicom, not_a_cine, read_header, us_regions, view_hint
-from echoclr.valid_json import json_text
 
 # Identifiers a record carries, pseudonymised: its study, its patient, its accession number.
 ID_TAGS = {"study": "StudyInstanceUID", "patient": "PatientID", "accession": "AccessionNumber"}
@@ -74,52 +69,3 @@ def _header_facts(path: str, header, salt: str, with_ids: bool) -> dict:
     if with_ids:
         record["ids"] = {"study": str(ds.StudyInstanceUID), "patient": str(ds.get("PatientID", ""))}
     return record
-
-
-class ScanState:
-    """The append-only record of a scan: ``{"path", "size", "mtime_ns", "result"}`` per line
-    after a first line naming the salt's fingerprint (a state made with another salt is
-    discarded: its pseudonyms would differ)."""
-
-    def __init__(self, path: Path, salt: str):
-        self.path = path
-        self.fingerprint = hmac.new(salt.encode(), b"echoclr scan", "sha256").hexdigest()[:16]
-
-    def load(self) -> dict[tuple[str, int, int], dict]:
-        """{(path, size, mtime_ns): result} of earlier runs; {} without a usable state."""
-        if not self.path.is_file():
-            return {}
-        found = {}
-        with open(self.path, encoding="utf-8") as f:
-            for k, line in enumerate(f):
-                try:
-                    item = json.loads(line)
-                except json.JSONDecodeError:  # a line torn by a kill
-                    continue
-                if k == 0 and item.get("salt") != self.fingerprint:
-                    return {}
-                if k > 0:
-                    found[(item["path"], item["size"], item["mtime_ns"])] = item["result"]
-        return found
-
-    def open(self, *, fresh: bool):
-        """The state file for appending (a fresh one starts with the salt's fingerprint)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        f = open(self.path, "w" if fresh else "a", encoding="utf-8")
-        if fresh:
-            f.write(json_text({"salt": self.fingerprint}, indent=None) + "\n")
-        return f
-
-    def rewrite(self, results: dict[tuple[str, int, int], dict]) -> None:
-        """Keep only ``results`` (the files there are now), so the state does not grow."""
-        with atomic_path(self.path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-            f.write(json_text({"salt": self.fingerprint}, indent=None) + "\n")
-            for key, result in results.items():
-                self.append(f, key, result)
-
-    @staticmethod
-    def append(f, key: tuple[str, int, int], result: dict) -> None:
-        result = {k: v for k, v in result.items() if k != "ids"}  # never a raw identifier
-        f.write(json_text({"path": key[0], "size": key[1], "mtime_ns": key[2],
-                            "result": result}, indent=None) + "\n")
-        f.flush()

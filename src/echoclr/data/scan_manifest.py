@@ -1,16 +1,20 @@
 """The manifest a scan writes: one row per cine, grouped by study (pseudonymous ``study_id``,
 ``patient_id``), header facts as columns, label columns joined from a table keyed by accession
 number, study UID or patient ID — the key matched on its keyed hash in memory and never
-written — and the report of every file that is no cine, with its reason.
+written — and the report of every file that is no cine, with its reason. Rows are formatted
+a chunk at a time and streamed into the CSV, so memory does not grow with the manifest.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pandas as pd
 
+from echoclr.atomic import atomic_path
 from echoclr.data.dicom import hash_identifier
 from echoclr.data.problems import line_of, list_lines
 from echoclr.data.pseudonyms import PSEUDONYMOUS
@@ -19,6 +23,7 @@ from echoclr.errors import UserError
 KEYS = {"accession": "accession", "study_uid": "study", "patient_id": "patient"}
 FACTS = ("n_frames", "fps", "height", "width", "photometric", "transfer_syntax", "manufacturer",
          "device_model", "us_regions", "view_hint")
+CHUNK = 500  # manifest rows formatted at a time: memory bounded by a chunk (≈ 3 MiB at 500)
 
 
 def read_labels(path: str | Path, key: str, salt: str) -> pd.DataFrame:
@@ -50,31 +55,57 @@ def read_labels(path: str | Path, key: str, salt: str) -> pd.DataFrame:
     return table
 
 
-def build_manifest(results: list[tuple[str, dict]], *, root: Path, manifest_dir: Path,
-                   labels: pd.DataFrame | None, key: str
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """The manifest and the report from ``results`` ((path below ``root``, scan record)).
+def match_labels(labels: pd.DataFrame, keys: Iterable[str | None]) -> tuple[int, bool]:
+    """How many label rows match no cine, and whether some cine matches no label row, given
+    the distinct join keys of the cines (memory: the label rows)."""
+    index, matched, cine_unmatched = set(labels.index), set(), False
+    for key in keys:
+        if key in index:
+            matched.add(key)
+        else:
+            cine_unmatched = True
+    return len(index - matched), cine_unmatched
 
-    Returns:
-        the manifest (paths relative to ``manifest_dir``; sorted by study, then path), the report
-        (``path``, ``reason``) and how many label rows matched no cine.
+
+def manifest_rows(cines: list[tuple[str, dict]], *, root: Path, manifest_dir: Path,
+                  labels: pd.DataFrame | None, key: str, cine_unmatched: bool = False
+                  ) -> pd.DataFrame:
+    """Manifest rows of ``cines`` ((path below ``root``, scan record), in manifest order): paths
+    relative to ``manifest_dir``, the pseudonymous ids, the header facts, the joined labels.
+
+    ``cine_unmatched``: some cine of the whole manifest matches no label row, so every chunk
+    gets the dtypes a missing label gives (integers as floats), as one whole table would.
     """
-    def where(rel: str) -> str:
-        return os.path.relpath(root / rel, manifest_dir)
-
-    cines = [(where(rel), r) for rel, r in results if "skip" not in r]
-    report = pd.DataFrame([(where(rel), r["skip"]) for rel, r in results if "skip" in r],
-                          columns=["path", "reason"])
-    df = pd.DataFrame({"path": [p for p, _ in cines],
+    df = pd.DataFrame({"path": [os.path.relpath(os.path.join(root, rel), manifest_dir)
+                                for rel, _ in cines],
                        "study_id": [r["study"] for _, r in cines],
                        "patient_id": [r["patient"] or r["study"] for _, r in cines],
                        **{fact: [r[fact] for _, r in cines] for fact in FACTS},
                        PSEUDONYMOUS: 1})
-    unmatched = 0
-    if labels is not None:
-        join = pd.Series([r[KEYS[key]] for _, r in cines], dtype=object)
-        joined = labels.reindex(join.to_numpy()).reset_index(drop=True)
-        df = pd.concat([df, joined.set_axis(df.index)], axis=1)
-        unmatched = int((~labels.index.isin(set(join.dropna()))).sum())
-    return df.sort_values(["study_id", "path"], kind="stable").reset_index(drop=True), report, \
-        unmatched
+    if labels is None:
+        return df
+    join = [r[KEYS[key]] for _, r in cines]
+    joined = labels.reindex(pd.Index(join, dtype=object)).reset_index(drop=True)
+    if cine_unmatched:
+        joined = joined.astype(labels.reindex(pd.Index([None], dtype=object)).dtypes)
+    return pd.concat([df, joined.set_axis(df.index)], axis=1)
+
+
+def write_csv_chunks(path: Path, frames: Iterable[pd.DataFrame], empty: pd.DataFrame) -> int:
+    """Write ``frames`` one after another as one CSV (atomically: a reader sees the old file or
+    the whole new one); ``empty`` gives the header when there are no frames. Returns the rows."""
+    n = 0
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        for frame in frames:
+            frame.to_csv(f, header=n == 0, index=False)
+            n += len(frame)
+        if n == 0:
+            empty.to_csv(f, index=False)
+    return n
+
+
+def chunks(rows: Iterable, size: int = CHUNK) -> Iterator[list]:
+    """``rows`` in lists of ``size`` (the last one shorter)."""
+    rows = iter(rows)
+    while chunk := list(itertools.islice(rows, size)):
+        yield chunk
