@@ -114,7 +114,13 @@ TARGETS = {
                            "tests/test_multiclass.py::test_label_fractions_of_studies_are_seeded_"
                            "and_nested",
                            "tests/test_multiclass.py::test_a_class_without_training_videos_is_"
-                           "named_before_training")),
+                           "named_before_training",
+                           "tests/test_multiclass.py::test_select_videos_keeps_the_labeled_"
+                           "videos_of_the_drawn_studies",
+                           "tests/test_multiclass.py::test_select_videos_names_the_split_and_"
+                           "class_short_of_videos",
+                           "tests/test_multiclass.py::test_a_column_of_only_unlabeled_words_is_"
+                           "not_categorical")),
 }
 
 

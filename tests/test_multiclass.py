@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,8 +23,10 @@ from echoclr.cli import main
 from echoclr.commands.finetune import FinetuneConfig
 from echoclr.data.cache import VideoCache, write_manifest
 from echoclr.data.categorical import (
-    CLASS_COLUMN, class_labels, encode, fraction_studies, is_categorical, task_classes,
+    CLASS_COLUMN, class_labels, encode, fraction_studies, is_categorical, select_videos,
+    task_classes,
 )
+from echoclr.errors import UserError
 from echoclr.features import clip_features
 from echoclr.finetuning import train_step
 from echoclr.losses import balanced_class_weight, smoothed_ce
@@ -80,6 +83,61 @@ def test_label_fractions_of_studies_are_seeded_and_nested():
     assert fraction_studies(rows, fraction=0.25, seed=3) == small
     assert fraction_studies(rows, fraction=0.25, seed=4) != small
     assert set(fraction_studies(rows, fraction=1.0, seed=0)) == labeled
+
+
+def view_rows(split: str, n_studies: int, views_of_study, prefix: str = "S") -> pd.DataFrame:
+    """Two videos a study; ``views_of_study(k)`` gives the two labels of study k."""
+    rows = [{"study_id": f"{prefix}{k}", "patient_id": f"P{prefix}{k}", "split": split,
+             "path": f"{prefix}{k}_{j}.npy", "view": view}
+            for k in range(n_studies) for j, view in enumerate(views_of_study(k))]
+    return pd.DataFrame(rows)
+
+
+def test_select_videos_keeps_the_labeled_videos_of_the_drawn_studies():
+    train = view_rows("train", 12, lambda k: (VIEWS[k % 3],
+                                              "" if k % 4 == 0 else VIEWS[(k + 1) % 3].lower()))
+    val = view_rows("val", 3, lambda k: (VIEWS[k], "unknown"), prefix="V")
+    manifest = pd.concat([train, val])
+    got, got_val, classes = select_videos(manifest, train, val, task="view", fraction=0.5,
+                                          fraction_seed=1, source=Path("m.csv"))
+    assert classes == VIEWS
+    drawn = fraction_studies(encode(train, "view", VIEWS), fraction=0.5, seed=1)
+    want = train[train["study_id"].isin(drawn) & (train["view"] != "")]
+    assert sorted(got["path"]) == sorted(want["path"]) and len(drawn) == 6
+    assert got[CLASS_COLUMN].tolist() == [VIEWS.index(v.upper()) for v in
+                                          want.set_index("path").loc[got["path"], "view"]]
+    assert list(got.index) == list(range(len(got)))
+    assert sorted(got_val["path"]) == ["V0_0.npy", "V1_0.npy", "V2_0.npy"]  # no "unknown"
+    assert list(got_val.index) == [0, 1, 2] and (got_val[CLASS_COLUMN] == [0, 1, 2]).all()
+    other = select_videos(manifest, train, val, task="view", fraction=0.5, fraction_seed=2,
+                          source=Path("m.csv"))[0]
+    assert sorted(other["path"]) != sorted(got["path"])  # the draw follows fraction_seed
+
+
+def test_select_videos_names_the_split_and_class_short_of_videos():
+    val = view_rows("val", 2, lambda k: ("A4C", "PLAX"), prefix="V")  # no A2C in val
+    train = view_rows("train", 4, lambda k: ("A2C" if k < 2 else "A4C", "PLAX"))  # 2, 2, 4
+    kw = dict(task="view", fraction=1.0, fraction_seed=0, source=Path("/data/m.csv"))
+    with pytest.raises(UserError, match=r"/data/m.csv: .*the val split .* of A2C \(A2C 0"):
+        select_videos(pd.concat([train, val]), train, val, **kw)
+    got, got_val, _ = select_videos(pd.concat([train, val]), train, val, check_val=False, **kw)
+    assert (got[CLASS_COLUMN] == 0).sum() == 2 and len(got_val) == 4
+    one = train[~((train["study_id"] == "S1") & (train["view"] == "A2C"))]  # A2C: 1 video
+    with pytest.raises(UserError, match=r"the train split has fewer than 2 .* of A2C"):
+        select_videos(pd.concat([one, val]), one, val, check_val=False, **kw)
+    two = view_rows("train", 2, lambda k: ("A4C", "PLAX"))
+    assert select_videos(two, two, two, **kw)[2] == ("A4C", "PLAX")  # two classes suffice
+    single = view_rows("train", 2, lambda k: ("PLAX", "PLAX"))
+    with pytest.raises(UserError, match=r"labels 1 class\(es\) \(PLAX\)"):
+        select_videos(single, single, single, **kw)
+    for bad in (0.0, 1.5):
+        with pytest.raises(ValueError, match="label fraction"):
+            fraction_studies(encode(two, "view", VIEWS), fraction=bad, seed=0)
+    assert len(fraction_studies(encode(train, "view", VIEWS), fraction=0.01, seed=0)) == 1
+
+
+def test_a_column_of_only_unlabeled_words_is_not_categorical():
+    assert not is_categorical(pd.DataFrame({"view": ["unknown", "None", " nan ", None]}), "view")
 
 
 # --- metrics ----------------------------------------------------------------------------------
