@@ -76,10 +76,11 @@ def test_labels_come_from_view_given_once_a_view_model_filled_view():
 
 def test_label_fractions_of_studies_are_seeded_and_nested():
     rows = pd.DataFrame({"study_id": [f"S{k // 2}" for k in range(40)],
-                         CLASS_COLUMN: [k % 3 if k < 36 else -1 for k in range(40)]})
-    labeled = {f"S{k}" for k in range(18)}  # S18, S19 hold unlabeled videos only
+                         CLASS_COLUMN: [k % 3 if k < 36 else 0 if k < 38 else -1
+                                        for k in range(40)]})
+    labeled = {f"S{k}" for k in range(19)}  # S18: class 0 only; S19: unlabeled videos only
     small, large = (fraction_studies(rows, fraction=f, seed=3) for f in (0.25, 0.5))
-    assert set(small) <= set(large) <= labeled and (len(small), len(large)) == (4, 9)
+    assert set(small) <= set(large) <= labeled and (len(small), len(large)) == (5, 10)
     assert fraction_studies(rows, fraction=0.25, seed=3) == small
     assert fraction_studies(rows, fraction=0.25, seed=4) != small
     assert set(fraction_studies(rows, fraction=1.0, seed=0)) == labeled
