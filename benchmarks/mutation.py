@@ -44,7 +44,9 @@ TARGETS = {
                      ("tests/test_losses.py", "tests/test_reorder.py", "tests/test_properties.py",
                       "tests/test_distributed_equivalence.py",
                       "tests/test_finetune.py::test_smoothed_bce_applies_smoothing_and_class_"
-                      "weight")),
+                      "weight",
+                      "tests/test_multiclass.py::test_the_multiclass_loss_is_weighted_smoothed_"
+                      "cross_entropy")),
     "metrics": Target("src/echoclr/metrics.py",
                       ("tests/test_metrics.py", "tests/test_properties.py",
                        "tests/test_threshold.py")),
