@@ -233,6 +233,8 @@ def test_the_multiclass_loss_is_weighted_smoothed_cross_entropy():
     labels = torch.tensor([0, 2, 2, 1])
     weight = balanced_class_weight(labels, 3)
     assert weight.tolist() == pytest.approx([4 / 3, 4 / 3, 2 / 3])  # n / (K n_k)
+    assert balanced_class_weight(torch.tensor([0, 0, 1]), 3).tolist() == \
+        pytest.approx([0.5, 1.0, 0.0])  # a class without samples (the last) weighs nothing
     s = 0.1
     targets = F.one_hot(labels, 3).float() * (1 - s) + s / 3
     per_row = -(targets * weight * torch.log_softmax(logits, 1)).sum(1)  # torch's definition
