@@ -23,7 +23,12 @@ from echoclr.cli import main
 from echoclr.commands.finetune import FinetuneConfig
 from echoclr.data.cache import VideoCache, write_manifest
 from echoclr.data.categorical import (
-    CLASS_COLUMN, class_labels, encode, fraction_studies, is_categorical, select_videos,
+    CLASS_COLUMN,
+    class_labels,
+    encode,
+    fraction_studies,
+    is_categorical,
+    select_videos,
     task_classes,
 )
 from echoclr.errors import UserError
