@@ -348,3 +348,59 @@ def test_commands_that_score_one_probability_refuse_a_multiclass_model(cache, tm
     capsys.readouterr()
     assert main(["compare", str(run), str(run)]) == 2
     assert "multi-class evaluation" in capsys.readouterr().err
+
+
+def test_lpft_starts_from_a_multiclass_probes_head_and_refuses_a_binary_one(cache, tmp_path,
+                                                                           capsys):
+    from test_probe import pretrained_encoder
+
+    encoder = str(pretrained_encoder(tmp_path / "enc" / "encoder.pt", cache))
+    common = ["--init", encoder, "--clip-len", "4", "--device", "cpu", "--precision", "fp32"]
+    assert main(["probe", str(cache), "--task", "view", "--out", str(tmp_path / "probe"),
+                 "--clips", "1", "--period", "1", *common]) == 0
+    assert main(["finetune", str(cache), "--task", "view", "--out", str(tmp_path / "lpft"),
+                 "--head-init", str(tmp_path / "probe"), "--epochs", "1", "--lr", "0",
+                 "--batch-size", "8", "--val-clips", "1", "--workers", "0", "--no-progress",
+                 *common]) == 0  # lr 0: the model is its starting point
+    tuned, meta = load_classifier(tmp_path / "lpft")
+    fitted, _ = load_classifier(tmp_path / "probe")
+    assert meta["readout"] == "lpft" and tuned.head.weight.shape == (3, 32)
+    torch.testing.assert_close(tuned.head.weight, fitted.head.weight)
+    torch.testing.assert_close(tuned.head.bias, fitted.head.bias)
+    assert main(["probe", str(cache), "--task", "lvh", "--out", str(tmp_path / "binary"),
+                 "--clips", "1", "--period", "1", *common]) == 0
+    capsys.readouterr()
+    assert main(["finetune", str(cache), "--task", "view", "--out", str(tmp_path / "x"),
+                 "--head-init", str(tmp_path / "binary"), "--epochs", "1", "--workers", "0",
+                 "--no-progress", *common]) == 2
+    assert "that probe has 1 logit(s), this run's task has 3" in capsys.readouterr().err
+
+
+def test_a_killed_multiclass_finetune_resumes_to_the_uninterrupted_model(cache, tmp_path,
+                                                                           monkeypatch):
+    import dataclasses
+
+    import echoclr.commands.finetune as ft
+
+    cfg = FinetuneConfig(cache=str(cache), out=str(tmp_path / "run"), task="view",
+                         encoder="r3d_tiny", width=4, clip_len=4, period=2, batch_size=8,
+                         epochs=3, patience=5, workers=0, progress=False, val_clips=1,
+                         precision="fp32", device="cpu")
+    save = ft.save_checkpoint
+
+    def crash_after_epoch_0(path, **state):
+        save(path, **state)
+        if state["epoch"] == 0:
+            raise KeyboardInterrupt("killed after epoch 0")
+
+    monkeypatch.setattr(ft, "save_checkpoint", crash_after_epoch_0)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(cfg)
+    monkeypatch.setattr(ft, "save_checkpoint", save)
+    resumed = ft.finetune(dataclasses.replace(cfg, resume=True))
+    reference = ft.finetune(dataclasses.replace(cfg, out=str(tmp_path / "ref")))
+    a = torch.load(resumed / "model.pt", weights_only=True)
+    b = torch.load(reference / "model.pt", weights_only=True)
+    assert a["head.weight"].shape == (3, 32) and a.keys() == b.keys()
+    for key in b:
+        assert torch.equal(a[key], b[key]), key

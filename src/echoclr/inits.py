@@ -67,6 +67,6 @@ def start_from_probe(model: Classifier, *, init: str, head_init: str | Path) -> 
                         "probe of the same encoder")
     if probe_model.n_outputs != model.n_outputs:
         raise UserError(f"--head-init {head_init}: that probe has {probe_model.n_outputs} "
-                        f"logit(s), this run's task {model.n_outputs}; give the probe of the "
-                        "same task")
+                        f"logit(s), this run's task has {model.n_outputs}; give the probe of "
+                        "the same task")
     model.set_head(probe_model.head.weight.detach(), probe_model.head.bias.detach())
