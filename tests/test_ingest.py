@@ -296,3 +296,32 @@ def test_a_symlink_loop_is_one_skipped_file(tmp_path):
     result = ingest(IngestConfig(manifest=str(tmp_path / "m.csv"), out=str(tmp_path / "c"),
                                  size=16))
     assert result.n_ok == 1 and "line 2: symlink loop" in result.summary()
+
+
+@pytest.mark.parametrize("spelling", ["plax", " PLAX ", "a4c", "all", "ALL", None])
+def test_ingest_selects_a_view_in_any_case_and_every_view_with_all(archive, spelling):
+    from echoclr.data.ingest_plan import plan_ingest
+
+    view = IngestConfig(manifest=str(archive), out="c", view=spelling).view
+    assert view == (None if spelling in ("all", "ALL", None) else spelling.strip())
+    lower = archive.with_name("lower.csv")  # beside the files; views spelled as archives do
+    manifest = pd.read_csv(archive).assign(view=lambda m: " " + m["view"].str.lower())
+    manifest.to_csv(lower, index=False)
+    plan = plan_ingest(lower, view=view, allowed_roots=None, stratify="", seed=0,
+                       fractions=(0.5, 0.25, 0.25))
+    lines = set(plan.rows["_line"]) | {s.line for s in plan.skipped}  # kept: cached or skipped
+    wanted = manifest["view"].str.strip() == (view or "").lower() if view else \
+        pd.Series(True, index=manifest.index)
+    assert lines == {k + 2 for k in manifest.index[wanted]}  # editor lines: header is line 1
+    assert len(lines) == {"plax": 7, "a4c": 1, None: 8}[view.lower() if view else None]
+
+
+def test_ingest_of_a_view_no_row_holds_names_the_views_and_writes_nothing(archive, tmp_path,
+                                                                         capsys):
+    from echoclr.cli import main
+
+    assert main(["ingest", str(archive), "--out", str(tmp_path / "c"), "--view", "PSAX"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "no row of view 'PSAX'" in err and "PLAX (7 rows)" in err and "--view all" in err
+    assert not (tmp_path / "c").exists()

@@ -123,6 +123,9 @@ def test_views_command_fills_the_view_column_from_a_few_labels(three_view_cache,
     assert (updated["view"][fitted] == truth["view"][fitted]).all()
     assert (updated["view"][~fitted] == predictions.view_pred[~fitted]).all()
     assert set(updated["view_from"]) == {"label", "model"}
+    from echoclr.data.manifest import label_columns  # the added columns are no labels
+
+    assert label_columns(updated) == label_columns(truth) == ["lvh", "severe_as"]
     plax = VideoCache(cache).rows(view="PLAX")
     assert len(plax) == int((updated["view"] == "PLAX").sum())
 

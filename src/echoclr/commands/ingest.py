@@ -26,12 +26,12 @@ from echoclr.data.problems import FIRST_LINES, ManifestError, ManifestProblem, l
 from echoclr.data.pseudonyms import check_private_location, pseudonymise, write_id_map
 from echoclr.data.summary import describe
 from echoclr.errors import UserError
-from echoclr.options import opt, required
+from echoclr.options import ViewSetting, opt, required, view_opt
 from echoclr.workers import run_jobs
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class IngestConfig(ViewSetting):
     """Settings of one ingest run; the resolved config (minus ``salt``) goes to the cache."""
 
     manifest: str = required("The manifest CSV: path, study_id and optionally patient_id, view, "
@@ -43,8 +43,8 @@ class IngestConfig:
                                "skipped (paper: 25).")
     target_fps: float | None = opt(None, "Resample every video in time to this many frames/s; "
                                          "None keeps each video's own rate.")
-    view: str | None = opt(None, "Keep only the manifest rows whose view column equals this "
-                                 "(e.g. PLAX); None keeps all.")
+    view: str | None = view_opt("all", "Keep only the manifest rows of this echo view (PLAX, "
+                                       "A4C …, in any case); all: every row.")
     workers: int = opt(1, "Decoding processes; 1 decodes in this process.")
     salt: str = opt("", "Secret key of the pseudonyms of study and patient ids (and DICOM "
                         "identifiers); never written out.")

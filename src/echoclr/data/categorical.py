@@ -72,8 +72,10 @@ def check_classes(rows: pd.DataFrame, classes: tuple[str, ...], *, task: str, sp
     short = [name for name, n in held.items() if n < min_videos]
     if short:
         listed = ", ".join(f"{name} {n}" for name, n in held.items())
-        raise UserError(f"{source}: task {task!r}: the {split} split has fewer than {min_videos} "
-                        f"labeled video(s) of {', '.join(short)} ({listed}), and {use} needs "
+        wanted = "no labeled video" if min_videos == 1 else \
+            f"fewer than {min_videos} labeled videos"
+        raise UserError(f"{source}: task {task!r}: the {split} split has {wanted} "
+                        f"of {', '.join(short)} ({listed}), and {use} needs "
                         f"every class; label more {split} videos of {', '.join(short)} in the "
                         f"{label_column(rows, task)!r} column")
 

@@ -63,7 +63,14 @@ def plan_ingest(manifest: str | Path, *, view: str | None, allowed_roots: list |
         if "view" not in df.columns:
             raise ManifestError(manifest, [ManifestProblem(
                 None, "view", f"view={view!r} given but no view column")])
-        df = df[df["view"] == view]
+        views = df["view"].fillna("").astype(str).str.strip()
+        if not (views.str.casefold() == view.casefold()).any():
+            held = views.replace("", "(blank)").value_counts()
+            listed = ", ".join(f"{name} ({n} rows)" for name, n in held.items())
+            raise ManifestError(manifest, [ManifestProblem(
+                None, "view", f"no row of view {view!r}; the manifest holds {listed}: pass "
+                "--view with one of them (in any case), or --view all")])
+        df = df[(views.str.casefold() == view.casefold()).to_numpy()]
     unreadable = {p.line: p.value for p in problems if p.kind == FILE_KIND}
     identities = {}
     for line, path in zip(df["_line"], df["path"], strict=True):

@@ -25,6 +25,8 @@ KNOWN_COLUMNS = (
     "source", "n_frames", "height", "width", "manifest_line", "us_regions",
     # header facts `echoclr scan` records
     "view_hint", "photometric", "transfer_syntax", "manufacturer", "device_model",
+    # what `echoclr views --write-manifest` adds beside the predicted view
+    "view_given", "view_confidence", "view_from",
 )
 SPLITS = ("train", "val", "test", "ext_test")
 
