@@ -17,7 +17,12 @@ from pathlib import Path
 import pandas as pd
 
 from echoclr.data.cache import (
-    cache_rows, check_cache, entry_paths, process_video, read_entry, write_cache_index,
+    cache_rows,
+    check_cache,
+    entry_paths,
+    process_video,
+    read_entry,
+    write_cache_index,
 )
 from echoclr.data.ingest_plan import Plan, Skipped, plan_ingest
 from echoclr.data.manifest import resolve_path
