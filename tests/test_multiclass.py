@@ -404,3 +404,11 @@ def test_a_killed_multiclass_finetune_resumes_to_the_uninterrupted_model(cache, 
     assert a["head.weight"].shape == (3, 32) and a.keys() == b.keys()
     for key in b:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_the_experiment_refuses_a_categorical_task_before_pretraining(cache, tmp_path, capsys):
+    from echoclr.commands.experiment import ExperimentSpec, run_spec
+
+    with pytest.raises(UserError, match=r"tasks: 'view' is a categorical \(multi-class\)"):
+        run_spec(ExperimentSpec(cache=str(cache), tasks=("lvh", "view")), tmp_path / "exp")
+    assert not (tmp_path / "exp" / "pretrain").exists()
