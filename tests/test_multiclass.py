@@ -406,7 +406,7 @@ def test_a_killed_multiclass_finetune_resumes_to_the_uninterrupted_model(cache, 
         assert torch.equal(a[key], b[key]), key
 
 
-def test_the_experiment_refuses_a_categorical_task_before_pretraining(cache, tmp_path, capsys):
+def test_the_experiment_refuses_a_categorical_task_before_pretraining(cache, tmp_path):
     from echoclr.commands.experiment import ExperimentSpec, run_spec
 
     with pytest.raises(UserError, match=r"tasks: 'view' is a categorical \(multi-class\)"):
