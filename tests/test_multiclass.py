@@ -412,3 +412,10 @@ def test_the_experiment_refuses_a_categorical_task_before_pretraining(cache, tmp
     with pytest.raises(UserError, match=r"tasks: 'view' is a categorical \(multi-class\)"):
         run_spec(ExperimentSpec(cache=str(cache), tasks=("lvh", "view")), tmp_path / "exp")
     assert not (tmp_path / "exp" / "pretrain").exists()
+
+
+def test_a_misspelt_categorical_task_is_suggested(cache, tmp_path, capsys):
+    assert main(["probe", str(cache), "--task", "views", "--out", str(tmp_path / "p"),
+                 *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "(label columns: lvh, severe_as, view); did you mean --task view?" in err

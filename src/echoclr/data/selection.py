@@ -27,7 +27,9 @@ def check_task(cache: VideoCache, task: str) -> None:
     """
     if task in cache.manifest.columns:
         return
-    where, columns = cache.root / "manifest.csv", label_columns(cache.manifest)
+    where = cache.root / "manifest.csv"
+    columns = label_columns(cache.manifest) + [  # a categorical task is a task too
+        c for c in ("view",) if is_categorical(cache.manifest, c)]
     if not columns:
         raise UserError(f"{where}: no label column, so there is no --task {task} to learn; add a "
                         "binary (0/1, blank: unknown) column such as lvh to the manifest and "
