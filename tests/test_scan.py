@@ -195,3 +195,25 @@ def test_an_unstatable_file_is_reported_by_every_scan_and_never_reused(tmp_path)
         assert report == {"export/loop.dcm": "unreadable (the file cannot be stat'ed)",
                           "export/notes.txt": "not a DICOM file"}
     assert (result.n_files, result.n_reused) == (2, 1)  # the loop is looked at again
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_progress_bar_counts_every_file_read_or_reused(pacs, tmp_path, monkeypatch,
+                                                           workers):
+    import io
+
+    import echoclr.commands.scan as scan_command
+
+    bars, real_bar = [], scan_command.tqdm
+
+    def recording_bar(**kw):  # the real bar, drawn into a buffer so it is never disabled
+        bars.append(real_bar(**(kw | {"disable": False, "file": io.StringIO()})))
+        return bars[-1]
+
+    monkeypatch.setattr(scan_command, "tqdm", recording_bar)
+    root, _, _ = pacs
+    out = tmp_path / "m.csv"
+    first = scan(ScanConfig(root=str(root), out=str(out), salt=SALT, workers=workers))
+    again = scan(ScanConfig(root=str(root), out=str(out), salt=SALT, workers=workers))
+    assert again.n_reused == first.n_files  # the second scan reads nothing: the bar still fills
+    assert [(bar.n, bar.total) for bar in bars] == [(first.n_files, first.n_files)] * 2

@@ -10,6 +10,7 @@ the others are done; jobs that had not started go to a fresh pool.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -67,8 +68,8 @@ def run_alone(fn: Callable, kwargs: dict, *, died: Callable[[str], object]):
 
 
 def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
-             died: Callable[[str], object], total: int | None = None
-             ) -> Iterator[tuple[object, object]]:
+             died: Callable[[str], object], total: int | None = None,
+             bar: tqdm | None = None) -> Iterator[tuple[object, object]]:
     """Yield (job id, result) per job, in completion order.
 
     Args:
@@ -77,12 +78,14 @@ def run_jobs(fn: Callable, jobs, workers: int, *, desc: str, unit: str,
             (at most ``IN_FLIGHT`` per worker are submitted at once, so memory stays flat).
         workers: processes; 1 runs in this process.
         desc, unit: the progress bar's label and unit; ``total``: its length, when ``jobs`` is
-            an iterator.
+            an iterator; ``bar``: the caller's bar to advance instead (it also counts what
+            needed no job).
         died: the result of a job whose process died while running it, given how it died.
     """
     todo = iter(jobs.items() if isinstance(jobs, dict) else jobs)
     total = len(jobs) if isinstance(jobs, dict) else total
-    with tqdm(total=total, desc=desc, unit=unit, disable=None) as bar:
+    own = tqdm(total=total, desc=desc, unit=unit, disable=None) if bar is None else None
+    with own or contextlib.nullcontext(bar) as bar:
         if workers <= 1:
             for job_id, kwargs in todo:
                 yield job_id, fn(**kwargs)

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
 from echoclr.data.pseudonyms import check_private_location, write_id_map
-from echoclr.data.scan import scan_file, walk_files
+from echoclr.data.scan import count_files, scan_file, walk_files
 from echoclr.data.scan_manifest import (
     KEYS,
     chunks,
@@ -99,9 +100,11 @@ def scan(cfg: ScanConfig) -> ScanResult:
         check_private_location(cfg.id_map, not_under=[])
     ids: dict[str, str] = {}  # pseudonym → original, for the id map only
     tally = {"files": 0, "reused": 0}
-    with ScanState(out.with_name(out.name + STATE_SUFFIX), cfg.salt) as state:
-        for (key, seq), result in run_jobs(scan_file, _jobs(state, root, cfg, tally), cfg.workers,
-                                           desc="scan", unit="file", died=_died):
+    with ScanState(out.with_name(out.name + STATE_SUFFIX), cfg.salt) as state, \
+            tqdm(total=count_files(root), desc="scan", unit="file", disable=None) as bar:
+        jobs = _jobs(state, root, cfg, tally, bar)
+        for (key, seq), result in run_jobs(scan_file, jobs, cfg.workers, desc="scan",
+                                           unit="file", died=_died, bar=bar):
             _remember_ids(ids, result)
             state.put(key, seq, result)
         state.finish()
@@ -118,15 +121,18 @@ def scan(cfg: ScanConfig) -> ScanResult:
                       unmatched)
 
 
-def _jobs(state: ScanState, root: Path, cfg: ScanConfig, tally: dict) -> Iterator:
+def _jobs(state: ScanState, root: Path, cfg: ScanConfig, tally: dict, bar) -> Iterator:
     """The header reads the walk needs, as ((key, seq), kwargs) jobs, consumed as workers free
-    up; files whose state is current are only stamped, unstat-able ones recorded."""
+    up; files whose state is current are only stamped, unstat-able ones recorded (both advance
+    the bar here; a read advances it when its result comes)."""
     for seq, key in enumerate(walk_files(root)):
         tally["files"] += 1
         if key[1] < 0:
             state.put(key, seq, {"skip": "unreadable (the file cannot be stat'ed)"})
+            bar.update()
         elif state.met(key, seq):
             tally["reused"] += 1
+            bar.update()
         else:
             yield (key, seq), {"path": os.path.join(root, key[0]), "salt": cfg.salt,
                                "with_ids": bool(cfg.id_map)}

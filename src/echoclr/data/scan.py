@@ -19,13 +19,26 @@ from echoclr.data.dicom_header import is_dicom, not_a_cine, read_header, us_regi
 ID_TAGS = {"study": "StudyInstanceUID", "patient": "PatientID", "accession": "AccessionNumber"}
 
 
+def _listing(root: str | Path) -> Iterator[tuple[str, list[str]]]:
+    """(folder, sorted file names) below ``root``: hidden files and folders left out, symlinked
+    folders not followed — the files a scan reads."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        yield folder, sorted(f for f in files if not f.startswith("."))
+
+
+def count_files(root: str | Path) -> int:
+    """How many files :func:`walk_files` yields (names only, nothing stat'ed: a progress bar's
+    length, in constant memory)."""
+    return sum(len(names) for _, names in _listing(root))
+
+
 def walk_files(root: str | Path) -> Iterator[tuple[str, int, int]]:
     """(path relative to ``root``, size, mtime in ns) of every file below it, sorted within each
     folder; hidden files and folders are left out, symlinked folders are not followed; a file
     that cannot be stat'ed (a symlink loop) comes with size -1 and its OS error as mtime 0."""
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(f for f in files if not f.startswith(".")):
+    for folder, names in _listing(root):
+        for name in names:
             path = os.path.join(folder, name)
             try:
                 st = os.stat(path)
