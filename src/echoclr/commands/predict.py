@@ -19,7 +19,13 @@ from tqdm import tqdm
 from echoclr.atomic import atomic_write_text
 from echoclr.data.cache import decode_and_preprocess
 from echoclr.data.dicom_header import cine_skip_reason
-from echoclr.data.manifest import ManifestError, ManifestProblem, read_manifest, resolve_path
+from echoclr.data.manifest import (
+    ManifestError,
+    ManifestProblem,
+    of_view,
+    read_manifest,
+    resolve_path,
+)
 from echoclr.data.preprocess import Preprocessing, preprocessing_of, replayable
 from echoclr.data.transforms import evenly_spaced_clips
 from echoclr.data.video import is_dicom
@@ -103,7 +109,7 @@ def _manifest_inputs(path: Path, view: str | None) -> list[VideoInput]:
         if "view" not in df.columns:
             raise UserError(f"{path}: --view {view} given but the manifest has no view column; "
                             "pass --view all")
-        df = df[df["view"].astype(str).str.strip().str.casefold() == view.casefold()]
+        df = df[of_view(df["view"], view)]
     fps = pd.to_numeric(df["fps"], errors="coerce") if "fps" in df.columns else None
     items = []
     for i, row in df.iterrows():

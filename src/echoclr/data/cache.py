@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write, atomic_write_bytes
-from echoclr.data.manifest import read_manifest
 from echoclr.data.dicom_header import cine_skip_reason
+from echoclr.data.manifest import of_view, read_manifest
 from echoclr.data.preprocess import CACHE_KEYS, Preprocessing, check_compatible, preprocessing_of
 from echoclr.data.reduce import prepare_source
 from echoclr.data.video import open_video
@@ -177,7 +177,7 @@ class VideoCache:
         if split is not None:
             df = df[df["split"] == split]
         if view is not None and "view" in df.columns:
-            df = df[df["view"].astype(str).str.strip().str.casefold() == view.strip().casefold()]
+            df = df[of_view(df["view"], view)]
         return df.reset_index(drop=True)
 
     def open(self, path: str) -> np.ndarray:

@@ -12,7 +12,14 @@ from pathlib import Path
 import pandas as pd
 
 from echoclr.data.identity import FileIdentity, file_identity, same_content
-from echoclr.data.manifest import label_columns, read_manifest, resolve_path, validate_manifest
+from echoclr.data.manifest import (
+    label_columns,
+    of_view,
+    read_manifest,
+    resolve_path,
+    validate_manifest,
+    views_held,
+)
 from echoclr.data.problems import FILE_KIND, ManifestError, ManifestProblem, line_of
 from echoclr.data.splits import assign_splits, one_class_splits
 
@@ -63,14 +70,13 @@ def plan_ingest(manifest: str | Path, *, view: str | None, allowed_roots: list |
         if "view" not in df.columns:
             raise ManifestError(manifest, [ManifestProblem(
                 None, "view", f"view={view!r} given but no view column")])
-        views = df["view"].fillna("").astype(str).str.strip()
-        if not (views.str.casefold() == view.casefold()).any():
-            held = views.replace("", "(blank)").value_counts()
-            listed = ", ".join(f"{name} ({n} rows)" for name, n in held.items())
+        wanted = of_view(df["view"], view)
+        if not wanted.any():
             raise ManifestError(manifest, [ManifestProblem(
-                None, "view", f"no row of view {view!r}; the manifest holds {listed}: pass "
-                "--view with one of them (in any case), or --view all")])
-        df = df[(views.str.casefold() == view.casefold()).to_numpy()]
+                None, "view", f"no row of view {view!r}; the manifest holds "
+                f"{views_held(df['view'], 'rows')}: pass --view with one of them (in any case), "
+                "or --view all")])
+        df = df[wanted]
     unreadable = {p.line: p.value for p in problems if p.kind == FILE_KIND}
     identities = {}
     for line, path in zip(df["_line"], df["path"], strict=True):

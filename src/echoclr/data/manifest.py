@@ -54,6 +54,20 @@ def label_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if c not in KNOWN_COLUMNS and not c.startswith("_")]
 
 
+def of_view(views: pd.Series, view: str) -> np.ndarray:
+    """Boolean (N,): the rows whose ``view`` cell names ``view`` — stripped, in any case, as
+    archives spell them (" plax ", "PLAX"); a blank cell matches no view."""
+    return (views.fillna("").astype(str).str.strip().str.casefold()
+            == view.strip().casefold()).to_numpy()
+
+
+def views_held(views: pd.Series, unit: str) -> str:
+    """The views a ``view`` column holds with their counts, most frequent first, for a message:
+    "PLAX (7 rows), (blank) (2 rows)"."""
+    held = views.fillna("").astype(str).str.strip().replace("", "(blank)").value_counts()
+    return ", ".join(f"{name} ({n} {unit})" for name, n in held.items())
+
+
 def resolve_path(path: str, root: str | Path) -> Path:
     """A manifest path made absolute against the manifest's folder."""
     p = Path(path)

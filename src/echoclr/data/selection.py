@@ -14,7 +14,7 @@ import pandas as pd
 
 from echoclr.data.cache import VideoCache
 from echoclr.data.categorical import fraction_studies, is_categorical, select_videos
-from echoclr.data.manifest import label_columns, label_fraction_studies
+from echoclr.data.manifest import label_columns, label_fraction_studies, views_held
 from echoclr.data.splits import class_counts
 from echoclr.errors import UserError
 
@@ -49,10 +49,9 @@ def check_view(cache: VideoCache, view: str | None) -> None:
     """
     if view is None or "view" not in cache.manifest.columns or not cache.rows(view=view).empty:
         return
-    held = cache.manifest["view"].fillna("(blank)").astype(str).str.strip().value_counts()
-    listed = ", ".join(f"{name} ({n} videos)" for name, n in held.items())
     raise UserError(f"{cache.root / 'manifest.csv'}: no video of view {view!r}; the cache "
-                    f"holds {listed}: pass --view with one of them (in any case), or --view all")
+                    f"holds {views_held(cache.manifest['view'], 'videos')}: pass --view with one "
+                    "of them (in any case), or --view all")
 
 
 def check_both_classes(rows: pd.DataFrame, *, task: str, split: str, source, use: str) -> None:
