@@ -21,8 +21,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from echoclr.data.cache import VideoCache
+from echoclr.data.categorical import CLASS_COLUMN, readout_view, videos_per_class
 from echoclr.data.datasets import ClipDataset
-from echoclr.data.categorical import CLASS_COLUMN
 from echoclr.data.selection import select_task_rows, studies_fingerprint
 from echoclr.errors import UserError
 from echoclr.finetuning import (
@@ -40,7 +40,11 @@ from echoclr.losses import balanced_class_weight, smoothed_bce, smoothed_ce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier
 from echoclr.options import (
-    LabeledReadoutSetting, device_opt, opt, precision_opt, view_opt,
+    LabeledReadoutSetting,
+    device_opt,
+    opt,
+    precision_opt,
+    view_opt,
 )
 from echoclr.runs import (
     JsonlLog,
@@ -161,8 +165,7 @@ def finetune(cfg: FinetuneConfig) -> Path:
         class_weight = balanced_class_weight(torch.tensor(train[CLASS_COLUMN].to_numpy()),
                                              len(classes))
         counts = {"n_train_studies": int(train["study_id"].nunique()),
-                  "n_train_per_class": {name: int((train[CLASS_COLUMN] == k).sum())
-                                        for k, name in enumerate(classes)},
+                  "n_train_per_class": videos_per_class(train, classes),
                   "class_weight": dict(zip(classes, class_weight.tolist()))}
     model, meta = build_classifier(cfg, n_outputs=len(classes) if classes else 1)
     check_init(cfg.init, meta, cache)
@@ -262,7 +265,7 @@ def _save_model(model, cfg, meta, cache, out, stopper, classes=None) -> None:
     multi-class model's ``classes``, in the order of its logits)."""
     info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
             "init": cfg.init, "readout": "lpft" if cfg.head_init else "finetune",
-            "view": None if classes is not None and cfg.task == "view" else cfg.view,
+            "view": readout_view(cfg.task, cfg.view),
             "clip_len": cfg.clip_len, "period": cfg.period,
             "dropout": cfg.dropout, "eval_clips": cfg.eval_clips,
             "preprocessing": cache.preprocessing.to_dict(),  # the cache's record, unchanged

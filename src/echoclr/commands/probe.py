@@ -20,17 +20,21 @@ import torch
 from scipy.special import expit
 
 from echoclr.data.cache import VideoCache
-from echoclr.data.categorical import CLASS_COLUMN
+from echoclr.data.categorical import CLASS_COLUMN, readout_view, videos_per_class
 from echoclr.data.selection import select_task_rows, studies_fingerprint
 from echoclr.features import clip_features
 from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
 from echoclr.options import (
-    LabeledReadoutSetting, device_opt, opt, precision_opt, view_opt,
+    LabeledReadoutSetting,
+    device_opt,
+    opt,
+    precision_opt,
+    view_opt,
 )
 from echoclr.probe import C_GRID, ProbeFit, fit_probe
-from echoclr.view_model import fit_view_model
 from echoclr.runs import JsonlLog, clear_model_outputs, pick_device, seed_everything, write_config
+from echoclr.view_model import ViewModel, fit_view_model
 from echoclr.weights import load_classifier, save_classifier
 
 
@@ -62,10 +66,12 @@ def study_table(rows: pd.DataFrame, features: np.ndarray, task: str
     return study_x.to_numpy(np.float64), y, patients
 
 
-def probe_classifier(encoder: torch.nn.Module, fit: ProbeFit) -> Classifier:
-    """The encoder with the probe as its logit layer (no dropout: the probe had none)."""
-    model = Classifier(encoder, dropout=0.0)
-    model.set_head(torch.tensor(fit.weight, dtype=torch.float32), float(fit.bias))
+def probe_classifier(encoder: torch.nn.Module, fit: ProbeFit | ViewModel) -> Classifier:
+    """The encoder with the probe as its logit layer (no dropout: the probe had none): one
+    logit for a binary probe (weight (F,)), one per class for a multinomial one (weight (K, F))."""
+    weight = torch.tensor(fit.weight, dtype=torch.float32)
+    model = Classifier(encoder, dropout=0.0, n_outputs=1 if weight.ndim == 1 else len(weight))
+    model.set_head(weight, torch.tensor(fit.bias))
     return model
 
 
@@ -118,12 +124,9 @@ def probe(cfg: ProbeConfig) -> Path:
     else:  # a categorical task: one sample per video, folds grouped by study
         fit = fit_view_model(h.mean(axis=1), np.asarray(classes)[train[CLASS_COLUMN]],
                              train["study_id"].to_numpy(str), folds=cfg.folds, seed=cfg.seed)
-        model = Classifier(encoder.cpu(), dropout=0.0, n_outputs=len(classes))
-        model.set_head(torch.tensor(fit.weight, dtype=torch.float32), torch.tensor(fit.bias))
+        model = probe_classifier(encoder.cpu(), fit)
         counts = {"n_train_studies": int(train["study_id"].nunique()),
-                  "n_train_per_class": train[CLASS_COLUMN].value_counts().sort_index()
-                  .set_axis([classes[k] for k in sorted(train[CLASS_COLUMN].unique())])
-                  .to_dict()}
+                  "n_train_per_class": videos_per_class(train, classes)}
         summary = {"c": fit.c, "cv_macro_auroc": fit.cv_macro_auroc, "cv_folds": fit.cv_folds,
                    "cv_grid": fit.cv_grid}
     write_config(cfg, out, {"encoder": meta["encoder"], "width": meta["width"],  # as resolved
@@ -137,7 +140,7 @@ def probe(cfg: ProbeConfig) -> Path:
         "video means of clip features (one sample per labeled video)"
     info = {"encoder": meta["encoder"], "width": meta["width"], "task": cfg.task,
             "init": cfg.init, "readout": "probe",
-            "view": None if classes is not None and cfg.task == "view" else cfg.view,
+            "view": readout_view(cfg.task, cfg.view),
             "clip_len": cfg.clip_len, "period": cfg.period, "dropout": 0.0,
             "eval_clips": cfg.clips, "preprocessing": cache.preprocessing.to_dict(),
             "cache": str(Path(cfg.cache).resolve()),

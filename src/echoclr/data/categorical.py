@@ -60,6 +60,18 @@ def encode(rows: pd.DataFrame, task: str, classes: tuple[str, ...]) -> pd.DataFr
     return rows.assign(**{CLASS_COLUMN: [index.get(n, -1) for n in names]})
 
 
+def readout_view(task: str, view: str | None) -> str | None:
+    """The view a readout of ``task`` reads: every view for ``--task view`` (it classifies them),
+    else ``view``."""
+    return None if task == "view" else view
+
+
+def videos_per_class(rows: pd.DataFrame, classes: tuple[str, ...]) -> dict[str, int]:
+    """{class: labeled videos of ``rows``} in ``classes`` order (0 for a class without any)."""
+    counts = rows.loc[rows[CLASS_COLUMN] >= 0, CLASS_COLUMN].value_counts()
+    return {name: int(counts.get(k, 0)) for k, name in enumerate(classes)}
+
+
 def check_classes(rows: pd.DataFrame, classes: tuple[str, ...], *, task: str, split: str,
                   source: Path, use: str, min_videos: int = 1) -> None:
     """Every class of ``classes`` has ``min_videos`` labeled videos in ``rows`` (one split).
@@ -67,8 +79,7 @@ def check_classes(rows: pd.DataFrame, classes: tuple[str, ...], *, task: str, sp
     Raises:
         UserError: naming the split, the classes short of videos and the counts.
     """
-    counts = rows.loc[rows[CLASS_COLUMN] >= 0, CLASS_COLUMN].value_counts()
-    held = {name: int(counts.get(k, 0)) for k, name in enumerate(classes)}
+    held = videos_per_class(rows, classes)
     short = [name for name, n in held.items() if n < min_videos]
     if short:
         listed = ", ".join(f"{name} {n}" for name, n in held.items())

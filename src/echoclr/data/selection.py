@@ -13,7 +13,12 @@ import hashlib
 import pandas as pd
 
 from echoclr.data.cache import VideoCache
-from echoclr.data.categorical import fraction_studies, is_categorical, select_videos
+from echoclr.data.categorical import (
+    fraction_studies,
+    is_categorical,
+    readout_view,
+    select_videos,
+)
 from echoclr.data.manifest import label_columns, label_fraction_studies, views_held
 from echoclr.data.splits import class_counts
 from echoclr.errors import UserError
@@ -123,7 +128,7 @@ def select_task_rows(cache: VideoCache, *, task: str, fraction: float, fraction_
     if not is_categorical(cache.manifest, task):
         return (*select_rows(cache, task=task, fraction=fraction, fraction_seed=fraction_seed,
                              view=view, val_fraction=val_fraction, check_val=check_val), None)
-    view = None if task == "view" else view
+    view = readout_view(task, view)
     check_view(cache, view)
     train, val, classes = select_videos(
         cache.manifest, cache.rows("train", view), cache.rows("val", view), task=task,
