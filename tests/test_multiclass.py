@@ -419,3 +419,15 @@ def test_a_misspelt_categorical_task_is_suggested(cache, tmp_path, capsys):
                  *TINY]) == 2
     err = capsys.readouterr().err.strip()
     assert "(label columns: lvh, severe_as, view); did you mean --task view?" in err
+
+
+@pytest.mark.parametrize("task", ["view", "lvh"])
+def test_evaluate_of_a_split_the_cache_lacks_names_its_splits(cache, tmp_path, capsys, task):
+    run = tmp_path / "probe"
+    assert main(["probe", str(cache), "--task", task, "--out", str(run), "--clips", "1",
+                 *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--split", "ext_test", "--clips", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "--split ext_test:" in err and "has no such split (splits: test, train, val)" in err

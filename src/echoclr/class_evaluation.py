@@ -19,7 +19,7 @@ import pandas as pd
 from echoclr.class_metrics import evaluate_classes
 from echoclr.data.cache import VideoCache
 from echoclr.data.categorical import CLASS_COLUMN, encode, label_column
-from echoclr.data.selection import check_task, check_view
+from echoclr.data.selection import check_split, check_task, check_view
 from echoclr.errors import UserError
 from echoclr.inference import class_probabilities, predict_video_classes
 from echoclr.options import view_of
@@ -37,10 +37,7 @@ def labeled_videos(cache: VideoCache, meta: dict, split: str) -> pd.DataFrame:
     check_task(cache, meta["task"])
     view = view_of(meta["view"])
     check_view(cache, view)
-    splits = sorted(cache.manifest["split"].dropna().unique())
-    if split not in splits:
-        raise UserError(f"--split {split}: {cache.root / 'manifest.csv'} has no such split "
-                        f"(splits: {', '.join(splits)})")
+    check_split(cache, split)
     rows = encode(cache.rows(split, view), meta["task"], tuple(meta["classes"]))
     rows = rows[rows[CLASS_COLUMN] >= 0].reset_index(drop=True)
     if rows[CLASS_COLUMN].nunique() < 2:

@@ -18,8 +18,7 @@ import pandas as pd
 from echoclr import metrics, significance
 from echoclr.class_evaluation import evaluate_class_run
 from echoclr.data.cache import VideoCache
-from echoclr.data.selection import check_both_classes, check_task, check_view
-from echoclr.errors import UserError
+from echoclr.data.selection import check_both_classes, check_split, check_task, check_view
 from echoclr.inference import predict_videos
 from echoclr.options import device_opt, opt, precision_opt, view_of
 from echoclr.runs import (
@@ -60,10 +59,7 @@ def labeled_rows(cache: VideoCache, meta: dict, split: str) -> pd.DataFrame:
     view = view_of(meta["view"])  # models saved before views were normalised say "None"
     check_task(cache, meta["task"])
     check_view(cache, view)
-    splits = sorted(cache.manifest["split"].dropna().unique())
-    if split not in splits:
-        raise UserError(f"--split {split}: {cache.root / 'manifest.csv'} has no such split "
-                        f"(splits: {', '.join(splits)})")
+    check_split(cache, split)
     rows = cache.rows(split, view)
     rows = rows[rows[meta["task"]].notna()].reset_index(drop=True)
     check_both_classes(rows, task=meta["task"], split=split, source=cache.root / "manifest.csv",

@@ -59,6 +59,18 @@ def check_view(cache: VideoCache, view: str | None) -> None:
                     "of them (in any case), or --view all")
 
 
+def check_split(cache: VideoCache, split: str) -> None:
+    """``split`` is a split of the cache's manifest.
+
+    Raises:
+        UserError: naming the splits the manifest holds.
+    """
+    splits = sorted(cache.manifest["split"].dropna().unique())
+    if split not in splits:
+        raise UserError(f"--split {split}: {cache.root / 'manifest.csv'} has no such split "
+                        f"(splits: {', '.join(splits)})")
+
+
 def check_both_classes(rows: pd.DataFrame, *, task: str, split: str, source, use: str) -> None:
     """The labeled studies of ``rows`` (one split) hold both classes of ``task``.
 
