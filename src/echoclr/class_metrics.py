@@ -44,7 +44,8 @@ def evaluate_classes(y_true, proba, classes: tuple[str, ...], *, clusters=None,
     samples: dict[int, list[np.ndarray]] = {k: [] for k in present}
     macro: list[np.ndarray] = []
     n_skipped = 0
-    for weights in resample_weights(len(y), clusters, n_resamples, seed):
+    resamples = resample_weights(len(y), clusters, n_resamples, seed) if len(y) else ()
+    for weights in resamples:  # no video, no resample
         counts = np.stack([weights @ (y == k) for k in present], axis=1) if present else None
         keep = (counts > 0).all(axis=1) & (counts < weights.sum(axis=1)[:, None]).all(axis=1) \
             if present else np.zeros(len(weights), bool)
@@ -85,6 +86,7 @@ def evaluate_classes(y_true, proba, classes: tuple[str, ...], *, clusters=None,
             "macro_auroc": {"value": macro_value, "ci_low": low, "ci_high": high,
                             "ci_reliable": not warnings and bool(np.isfinite([low, high]).all())},
             "accuracy": float((predicted == y).mean()) if len(y) else None,
-            "confusion": confusion_matrix(y, predicted, labels=range(len(classes))).tolist(),
+            "confusion": (confusion_matrix(y, predicted, labels=range(len(classes))) if len(y)
+                          else np.zeros((len(classes), len(classes)), int)).tolist(),
             "n_resamples": n_resamples, "n_skipped": n_skipped, "seed": seed,
             "warnings": warnings}

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import softmax
-from sklearn.metrics import confusion_matrix, roc_auc_score
+from sklearn.metrics import roc_auc_score
 
+from echoclr.class_metrics import evaluate_classes
 from echoclr.probe import C_GRID, fit_logistic, select_c
 
 
@@ -87,19 +88,14 @@ def fit_view_model(features: np.ndarray, views: np.ndarray, groups: np.ndarray, 
 def view_metrics(views: tuple[str, ...], true: np.ndarray, proba: np.ndarray) -> dict:
     """Per-view and macro one-vs-rest AUROC, accuracy and the confusion matrix (rows: true view,
     columns: predicted, in ``views`` order) of labeled videos; ``true`` (N,) view names,
-    ``proba`` (N, V). Views absent from ``true`` get no AUROC."""
+    ``proba`` (N, V). Views absent from ``true`` get no AUROC. The point figures of
+    :func:`echoclr.class_metrics.evaluate_classes`, without intervals."""
     true = np.asarray(true).astype(str)
     unknown = sorted(str(v) for v in set(true) - set(views))
     if unknown:
         raise ValueError(f"labels {unknown} are not among the model's views {list(views)}")
-    y = np.searchsorted(views, true)
-    predicted = proba.argmax(axis=1)
-    per_view = {v: (float(roc_auc_score(y == k, proba[:, k]))
-                    if 0 < (y == k).sum() < len(y) else None) for k, v in enumerate(views)}
-    scored = [a for a in per_view.values() if a is not None]
-    return {"n_videos": int(len(y)), "per_view_auroc": per_view,
-            "macro_auroc": float(np.mean(scored)) if scored else None,
-            "accuracy": float((predicted == y).mean()) if len(y) else None,
-            "confusion": (confusion_matrix(y, predicted, labels=range(len(views))) if len(y)
-                          else np.zeros((len(views), len(views)), int)).tolist(),
-            "views": list(views)}
+    found = evaluate_classes(np.searchsorted(views, true), proba, tuple(views), n_resamples=0)
+    return {"n_videos": found["n"],
+            "per_view_auroc": {v: found["per_class"][v]["value"] for v in views},
+            "macro_auroc": found["macro_auroc"]["value"], "accuracy": found["accuracy"],
+            "confusion": found["confusion"], "views": list(views)}
