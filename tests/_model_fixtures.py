@@ -43,3 +43,28 @@ def write_tiny_model(folder: str | Path, *, model: Classifier | None = None, wid
             "best_epoch": 0, "best_val_loss": 0.5, "finetune_config": {"view": None}}
     (folder / "model.json").write_text(json.dumps(meta, indent=2))
     return folder
+
+
+class SimulatedCrash(RuntimeError):
+    """A fine-tuning run killed between epochs (see :func:`crash_after_epoch`)."""
+
+
+def crash_after_epoch(cfg, monkeypatch, epoch: int) -> None:
+    """Run ``finetune(cfg)`` until the checkpoint of ``epoch`` is written, then kill it; the
+    run folder holds that checkpoint and no model, as a killed run leaves it."""
+    import pytest
+
+    import echoclr.commands.finetune as ft
+
+    save = ft.save_checkpoint
+
+    def crashing_save(path, **state):
+        save(path, **state)
+        if state["epoch"] == epoch:
+            raise SimulatedCrash(f"killed after epoch {epoch}")
+
+    monkeypatch.setattr(ft, "save_checkpoint", crashing_save)
+    with pytest.raises(SimulatedCrash):
+        ft.finetune(cfg)
+    monkeypatch.setattr(ft, "save_checkpoint", save)
+    assert not (Path(cfg.out) / "model.pt").exists()

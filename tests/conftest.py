@@ -49,6 +49,28 @@ def tiny_cache(tmp_path: Path) -> Path:
     return make_cache(tmp_path / "cache")
 
 
+def ingest_three_view_cohort(root: Path) -> Path:
+    """14 patients of the synthetic cohort with one PLAX, A4C and A2C video each (8 frames,
+    48 px), ingested at 32 px with every view; returns the cache."""
+    from echoclr.cli import main
+
+    assert main(["synth", str(root / "cohort"), "--patients", "14", "--size", "48",
+                 "--plax-min", "1", "--plax-max", "1", "--other-view-prob", "1",
+                 "--a2c-prob", "1", "--frames-min", "8", "--frames-max", "8",
+                 "--fps-min", "30", "--fps-max", "30", "--dicom-fraction", "0"]) == 0
+    assert main(["ingest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "cache"),
+                 "--size", "32", "--splits", "0.5", "0.25", "0.25",
+                 "--accept-one-class-splits", "--salt", "test"]) in (0, 1)
+    return root / "cache"
+
+
+@pytest.fixture(scope="module")
+def three_view_cache(tmp_path_factory) -> Path:
+    """:func:`ingest_three_view_cohort`, once per test module (a module may rewrite its
+    manifest, as ``views --write-manifest`` does)."""
+    return ingest_three_view_cohort(tmp_path_factory.mktemp("views"))
+
+
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if a fine-tuning epoch starts: its error must come before any training."""

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _model_fixtures import crash_after_epoch
 from echoclr.commands.finetune import FinetuneConfig, build_classifier, finetune
 from echoclr.finetuning import EarlyStopping
 from echoclr.losses import smoothed_bce
@@ -106,10 +107,6 @@ def test_diverged_run_says_so_instead_of_crashing(tiny_cache, tmp_path, monkeypa
     assert not (tmp_path / "ft" / "model.pt").exists()
 
 
-class SimulatedCrash(RuntimeError):
-    pass
-
-
 @pytest.mark.parametrize("head_epochs", [0, 3], ids=["full", "head-only-then-full"])
 def test_resume_after_a_crash_ends_with_the_uninterrupted_model(tiny_cache, tmp_path,
                                                                 monkeypatch, head_epochs):
@@ -118,24 +115,11 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_model(tiny_cache, tmp_
     shuffle and augmentation generator, and the optimizer (frozen or not) all carry over."""
     import dataclasses
 
-    import echoclr.commands.finetune as ft
-
     cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), task="lvh",
                          encoder="r3d_tiny", width=4, clip_len=4, batch_size=6, epochs=4,
                          patience=5, head_epochs=head_epochs, workers=0, progress=False,
                          val_clips=1, precision="fp32")
-    save = ft.save_checkpoint
-
-    def crash_after_epoch_1(path, **state):
-        save(path, **state)
-        if state["epoch"] == 1:
-            raise SimulatedCrash("killed after epoch 1")
-
-    monkeypatch.setattr(ft, "save_checkpoint", crash_after_epoch_1)
-    with pytest.raises(SimulatedCrash):
-        finetune(cfg)
-    monkeypatch.setattr(ft, "save_checkpoint", save)
-    assert not (tmp_path / "run" / "model.pt").exists()
+    crash_after_epoch(cfg, monkeypatch, 1)
     resumed = finetune(dataclasses.replace(cfg, resume=True))
     reference = finetune(dataclasses.replace(cfg, out=str(tmp_path / "ref")))
     a = torch.load(resumed / "model.pt", weights_only=True)
@@ -154,20 +138,11 @@ def test_resume_after_a_crash_ends_with_the_uninterrupted_model(tiny_cache, tmp_
 def test_resume_with_other_settings_is_refused(tiny_cache, tmp_path, monkeypatch):
     import dataclasses
 
-    import echoclr.commands.finetune as ft
     from echoclr.errors import UserError
 
     cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), task="lvh",
                          encoder="r3d_tiny", width=4, clip_len=4, batch_size=6, epochs=3,
                          workers=0, progress=False, val_clips=1, precision="fp32")
-    save = ft.save_checkpoint
-
-    def crash(path, **state):
-        save(path, **state)
-        raise SimulatedCrash
-
-    monkeypatch.setattr(ft, "save_checkpoint", crash)
-    with pytest.raises(SimulatedCrash):
-        finetune(cfg)
+    crash_after_epoch(cfg, monkeypatch, 0)
     with pytest.raises(UserError, match=r"checkpoint.pt.*lr.*0\.0001.*0\.01.*--resume"):
         finetune(dataclasses.replace(cfg, resume=True, lr=0.01))

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from scipy.special import softmax
 from sklearn.metrics import confusion_matrix, roc_auc_score
 
+from _model_fixtures import crash_after_epoch
 from echoclr.class_metrics import evaluate_classes
 from echoclr.cli import main
 from echoclr.commands.finetune import FinetuneConfig
@@ -45,16 +46,8 @@ TINY = ["--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4", "--period", 
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("multiclass")
-    assert main(["synth", str(root / "cohort"), "--patients", "14", "--size", "48",
-                 "--plax-min", "1", "--plax-max", "1", "--other-view-prob", "1",
-                 "--a2c-prob", "1", "--frames-min", "8", "--frames-max", "8",
-                 "--fps-min", "30", "--fps-max", "30", "--dicom-fraction", "0"]) == 0
-    assert main(["ingest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "cache"),
-                 "--size", "32", "--splits", "0.5", "0.25", "0.25",
-                 "--accept-one-class-splits", "--salt", "test"]) in (0, 1)
-    return root / "cache"
+def cache(three_view_cache):
+    return three_view_cache
 
 
 def copy_cache(cache, tmp_path):
@@ -386,17 +379,7 @@ def test_a_killed_multiclass_finetune_resumes_to_the_uninterrupted_model(cache, 
                          encoder="r3d_tiny", width=4, clip_len=4, period=2, batch_size=8,
                          epochs=3, patience=5, workers=0, progress=False, val_clips=1,
                          precision="fp32", device="cpu")
-    save = ft.save_checkpoint
-
-    def crash_after_epoch_0(path, **state):
-        save(path, **state)
-        if state["epoch"] == 0:
-            raise KeyboardInterrupt("killed after epoch 0")
-
-    monkeypatch.setattr(ft, "save_checkpoint", crash_after_epoch_0)
-    with pytest.raises(KeyboardInterrupt):
-        ft.finetune(cfg)
-    monkeypatch.setattr(ft, "save_checkpoint", save)
+    crash_after_epoch(cfg, monkeypatch, 0)
     resumed = ft.finetune(dataclasses.replace(cfg, resume=True))
     reference = ft.finetune(dataclasses.replace(cfg, out=str(tmp_path / "ref")))
     a = torch.load(resumed / "model.pt", weights_only=True)

@@ -83,19 +83,6 @@ def test_one_view_or_one_video_per_view_is_refused():
         fit_view_model(x[2:], names[2:], groups[2:])  # A2C keeps one video
 
 
-@pytest.fixture(scope="module")
-def three_view_cache(tmp_path_factory):
-    root = tmp_path_factory.mktemp("views")
-    assert main(["synth", str(root / "cohort"), "--patients", "14", "--size", "48",
-                 "--plax-min", "1", "--plax-max", "1", "--other-view-prob", "1",
-                 "--a2c-prob", "1", "--frames-min", "8", "--frames-max", "8",
-                 "--fps-min", "30", "--fps-max", "30", "--dicom-fraction", "0"]) == 0
-    assert main(["ingest", str(root / "cohort" / "manifest.csv"), "--out", str(root / "cache"),
-                 "--size", "32", "--splits", "0.5", "0.25", "0.25",
-                 "--accept-one-class-splits", "--salt", "test"]) in (0, 1)
-    return root / "cache"
-
-
 def test_views_command_fills_the_view_column_from_a_few_labels(three_view_cache, tmp_path):
     cache = three_view_cache
     truth = VideoCache(cache).rows()
