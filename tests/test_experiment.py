@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
 from echoclr.cli import main
+from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
 
 POOLED_COLUMNS = ["task", "split", "fraction", "n_labeled_studies", "init", "readout",
                   "n_draws", "auroc_mean", "auroc_sd", "versus", "delta_mean", "draws_won",
@@ -131,7 +131,10 @@ def test_probe_cells_are_fitted_and_scored_in_the_precision_they_are_given(tiny_
     report names each stage's precision (the fit and the scores once used different ones)."""
     spec = write_spec(tmp_path / "spec.toml", tiny_cache, readouts=("probe",))
     text = spec.read_text().replace("[probe]\n", '[probe]\nprecision = "bf16"\n')
+    # Pretraining in fp32 whatever the machine (auto is bf16 on an AMX CPU): the stages differ,
+    # so the report names each.
     spec.write_text(text.replace("[evaluate]\n", '[evaluate]\nprecision = "bf16"\n')
+                    .replace("[pretrain]\n", '[pretrain]\nprecision = "fp32"\n')
                     .replace("fractions = [0.5, 1.0]", "fractions = [1.0]"))
     out = tmp_path / "exp"
     assert main(["experiment", str(spec), "--out", str(out)]) == 0

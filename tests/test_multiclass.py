@@ -269,13 +269,14 @@ def test_probe_fits_a_multinomial_head_and_evaluate_scores_it(cache, tmp_path):
     rows = encode(VideoCache(cache).rows("train"), "view", VIEWS)
     rows = rows[rows[CLASS_COLUMN] >= 0].reset_index(drop=True)
     h = clip_features(model.encoder, VideoCache(cache), rows, clip_len=4, period=2,
-                      clips=1).mean(1)
+                      clips=1, precision="fp32").mean(1)  # as the probe ran (auto: bf16 on AMX)
     ref = fit_view_model(h, np.asarray(VIEWS)[rows[CLASS_COLUMN]], rows["study_id"].to_numpy())
     np.testing.assert_allclose(model.head.weight.detach().double().numpy(), ref.weight, rtol=1e-4,
                                atol=1e-5)
     assert json.loads((run / "log.jsonl").read_text().splitlines()[0])["c"] == ref.c
 
-    assert main(["evaluate", str(run), "--clips", "1", "--n-resamples", "100"]) == 0
+    assert main(["evaluate", str(run), "--clips", "1", "--n-resamples", "100",
+                 "--precision", "fp32"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     videos = pd.read_csv(run / "predictions.csv")
     test = VideoCache(cache).rows("test")
@@ -290,7 +291,7 @@ def test_probe_fits_a_multinomial_head_and_evaluate_scores_it(cache, tmp_path):
         .tolist()
     test_rows = test.set_index("path").loc[videos["path"]].reset_index()
     h_test = clip_features(model.encoder, VideoCache(cache), test_rows, clip_len=4, period=2,
-                           clips=1).mean(1)
+                           clips=1, precision="fp32").mean(1)
     np.testing.assert_allclose(p, softmax(h_test @ ref.weight.T + ref.bias, axis=1), atol=1e-4)
     assert (run / "confusion.png").is_file()
 
