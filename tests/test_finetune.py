@@ -43,6 +43,16 @@ def test_early_stopping_after_exactly_patience_bad_epochs():
     assert stopped_at == 7  # epochs 5, 6, 7 without improvement: stop right there
 
 
+def test_early_stopping_counts_nothing_before_its_start():
+    stopper = EarlyStopping(patience=2, start=3)
+    for epoch, auroc in enumerate([0.95, 0.5, 0.6]):  # the epochs before start
+        assert stopper.update(epoch, -auroc) is False
+    assert (stopper.best_epoch, stopper.bad_epochs, stopper.should_stop) == (-1, 0, False)
+    assert stopper.update(3, -0.7) is True and stopper.best_epoch == 3  # worse than the fluke
+    assert stopper.update(4, -0.6) is False and stopper.update(5, -0.65) is False
+    assert stopper.should_stop and stopper.best == -0.7
+
+
 def test_strict_loading_rejects_a_mismatched_encoder(tmp_path):
     wide = build_encoder("r3d_tiny", width=8)
     path = tmp_path / "encoder.pt"
@@ -98,7 +108,7 @@ def test_finetune_smoke_run_with_patience(tiny_cache, tmp_path):
 def test_diverged_run_says_so_instead_of_crashing(tiny_cache, tmp_path, monkeypatch):
     import echoclr.commands.finetune as ft
 
-    monkeypatch.setattr(ft, "_validate", lambda *a, **k: (float("nan"), float("nan")))
+    monkeypatch.setattr(ft, "validate", lambda *a, **k: (float("nan"), float("nan")))
     cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",
                          encoder="r3d_tiny", width=4, clip_len=4, batch_size=4, epochs=2,
                          patience=1, workers=0, progress=False)

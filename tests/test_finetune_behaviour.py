@@ -16,6 +16,7 @@ import torch
 import echoclr.commands.finetune as ft
 import echoclr.finetuning as finetuning
 from echoclr.commands.finetune import FinetuneConfig, finetune
+from echoclr.errors import UserError
 from echoclr.runs import JsonlLog
 
 
@@ -74,7 +75,7 @@ def test_saved_model_holds_the_best_epochs_weights(tiny_cache, tmp_path, monkeyp
         states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         return next(val_losses), 0.5
 
-    monkeypatch.setattr(ft, "_validate", fake_validate)
+    monkeypatch.setattr(ft, "validate", fake_validate)
     run = finetune(tiny_cfg(tiny_cache, tmp_path / "ft", epochs=6, patience=2))
     assert len(states) == 4  # epochs 2 and 3 do not improve: stop after exactly patience
     saved = torch.load(run / "model.pt", weights_only=True)
@@ -83,6 +84,38 @@ def test_saved_model_holds_the_best_epochs_weights(tiny_cache, tmp_path, monkeyp
     for k, v in saved.items():
         torch.testing.assert_close(v, states[1][k], rtol=0, atol=0, msg=k)
     assert json.loads((run / "model.json").read_text())["best_epoch"] == 1
+
+
+def test_min_epochs_never_keeps_an_untrained_fluke(tiny_cache, tmp_path, monkeypatch):
+    # Validation AUROC a small split gives, by epoch: a fluke after the first, then learning.
+    curve = [0.9, 0.5, 0.55, 0.6, 0.7, 0.65, 0.66, 0.64, 0.63]
+    for min_epochs, best, trained in ((0, 0, 3), (2, 4, 7)):
+        aurocs, states = iter(curve[min_epochs:]), []
+
+        def fake_validate(model, *args):
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return 1.0, next(aurocs)
+
+        monkeypatch.setattr(ft, "validate", fake_validate)
+        run = finetune(tiny_cfg(tiny_cache, tmp_path / f"m{min_epochs}", epochs=9, patience=2,
+                                select_on="val_auroc", min_epochs=min_epochs))
+        # Without min_epochs the fluke is kept and two worse epochs end the run; with it, the
+        # epochs before min_epochs are trained but neither validated nor counted: epoch 4 is
+        # kept and the 2 epochs after it stop the run.
+        rows = JsonlLog(run / "log.jsonl").rows()
+        assert [r["epoch"] for r in rows] == list(range(trained))
+        assert [r["epoch"] for r in rows if "val_auroc" in r] == list(range(min_epochs, trained))
+        assert len(states) == trained - min_epochs
+        assert json.loads((run / "model.json").read_text())["best_epoch"] == best
+        saved = torch.load(run / "model.pt", weights_only=True)
+        for k, v in saved.items():
+            torch.testing.assert_close(v, states[best - min_epochs][k], rtol=0, atol=0, msg=k)
+
+
+def test_min_epochs_must_leave_an_epoch_to_keep(tiny_cache, tmp_path):
+    with pytest.raises(UserError, match="--min-epochs 3: .* below --epochs \\(3\\)"):
+        finetune(tiny_cfg(tiny_cache, tmp_path / "ft", epochs=3, min_epochs=3))
+    assert not (tmp_path / "ft").exists()  # refused before anything was written
 
 
 def test_training_loss_is_class_weighted_and_label_smoothed(tiny_cache, tmp_path, monkeypatch):

@@ -1,8 +1,8 @@
 """One fine-tuning step and epoch, as in Holste et al. 2024: class-weighted BCE on smoothed
 targets, Adam with the head at ``lr`` and the encoder at ``lr * encoder_lr_scale``, head-only
 epochs or a linear probe with the encoder frozen, and early stopping after exactly ``patience``
-epochs without a better validation measure (the loss, or the AUROC negated); the checkpoint
-a killed run resumes from.
+epochs without a better validation measure (the loss, or the AUROC negated) counted from
+``min_epochs`` on; the validation pass after an epoch; the checkpoint a killed run resumes from.
 
 ``cfg`` is the finetune command's config (:class:`echoclr.commands.finetune.FinetuneConfig`).
 """
@@ -13,26 +13,40 @@ import dataclasses
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from echoclr.data.transforms import augment_clips, minmax_scale, to_model_input
 from echoclr.errors import UserError
+from echoclr.inference import class_probabilities, predict_video_classes, predict_videos
 from echoclr.losses import smoothed_bce, smoothed_ce
+from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier
 from echoclr.runs import autocast
+from echoclr.view_model import macro_auroc
 from echoclr.weights import atomic_torch_save, load_weights
 
 
 class EarlyStopping:
     """Stops after exactly ``patience`` epochs without a lower validation measure (lower is
-    better: a loss, or an AUROC negated)."""
+    better: a loss, or an AUROC negated), counting from epoch ``start`` on.
 
-    def __init__(self, patience: int):
-        self.patience, self.best, self.best_epoch, self.bad_epochs = patience, math.inf, -1, 0
+    Epochs before ``start`` are never kept and never count against patience: on a validation
+    split of a few dozen studies an untrained network's AUROC can be a fluke (0.69 after one
+    epoch of a random init, 0.46 on test), and keeping it would end the run with nothing learned.
+    """
+
+    def __init__(self, patience: int, start: int = 0):
+        self.patience, self.start = patience, start
+        self.best, self.best_epoch, self.bad_epochs = math.inf, -1, 0
 
     def update(self, epoch: int, value: float) -> bool:
-        """Record an epoch; True when it is the best so far (NaN never is)."""
+        """Record an epoch; True when it is the best so far (NaN, or an epoch before ``start``,
+        never is)."""
+        if epoch < self.start:
+            return False
         if value < self.best:
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
             return True
@@ -157,3 +171,38 @@ def load_checkpoint(path: Path, *, settings: dict, generator: torch.Generator) -
     if "cuda" in state["rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     return state
+
+
+def validate(model, cache, val, cfg, device, pos_weight, classes=None,
+             class_weight=None) -> tuple[float, float]:
+    """Validation loss (per video, clip-averaged logits) and study-level AUROC; for a
+    multi-class task the loss of the clip-averaged probabilities and the video-level macro
+    one-vs-rest AUROC."""
+    if classes is not None:
+        return validate_classes(model, cache, val, cfg, device, classes, class_weight)
+    pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
+                          period=cfg.period, clips=cfg.val_clips, device=device,
+                          precision=cfg.precision)
+    if pred["y_score"].isna().any():  # diverged: neither a loss nor an AUROC to speak of
+        return float("nan"), float("nan")
+    p = torch.tensor(pred["y_score"].to_numpy()).clamp(1e-6, 1 - 1e-6)
+    loss = smoothed_bce(torch.logit(p), torch.tensor(pred["y_true"].to_numpy()),
+                        pos_weight=pos_weight, smoothing=cfg.label_smoothing).item()
+    study = aggregate_by_study(pred)
+    auroc = roc_auc_score(study["y_true"], study["y_score"]) if study["y_true"].nunique() > 1 \
+        else float("nan")
+    return loss, auroc
+
+
+def validate_classes(model, cache, val, cfg, device, classes, class_weight
+                     ) -> tuple[float, float]:
+    pred = predict_video_classes(model, cache, val, classes=classes, clip_len=cfg.clip_len,
+                                 period=cfg.period, clips=cfg.val_clips, device=device,
+                                 precision=cfg.precision)
+    proba = class_probabilities(pred, classes)
+    if not np.isfinite(proba).all():  # diverged
+        return float("nan"), float("nan")
+    log_p = torch.log(torch.tensor(proba).clamp_min(1e-6))  # log-softmax of the averaged model
+    y = torch.tensor(pred["y_true"].to_numpy())
+    loss = smoothed_ce(log_p, y, class_weight=class_weight, smoothing=cfg.label_smoothing).item()
+    return loss, macro_auroc(pred["y_true"].to_numpy(), proba)

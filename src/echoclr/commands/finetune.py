@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -33,11 +32,10 @@ from echoclr.finetuning import (
     resume_settings,
     save_checkpoint,
     train_one_epoch,
+    validate,
 )
-from echoclr.inference import class_probabilities, predict_video_classes, predict_videos
 from echoclr.inits import check_init, init_encoder, start_from_probe
-from echoclr.losses import balanced_class_weight, smoothed_bce, smoothed_ce
-from echoclr.metrics import aggregate_by_study
+from echoclr.losses import balanced_class_weight
 from echoclr.models import Classifier
 from echoclr.options import (
     LabeledReadoutSetting,
@@ -53,7 +51,6 @@ from echoclr.runs import (
     seed_everything,
     write_config,
 )
-from echoclr.view_model import macro_auroc
 from echoclr.weights import save_classifier
 
 SELECT_ON = ("val_loss", "val_auroc")
@@ -77,6 +74,9 @@ class FinetuneConfig(LabeledReadoutSetting):
     max_steps: int | None = opt(None, "Stop after this many optimizer steps in all; None: no "
                                       "limit.")
     patience: int = opt(5, "Epochs without a better validation measure before stopping.")
+    min_epochs: int = opt(0, "Epochs always trained, and not validated, before one can be kept "
+                             "as the best or count against patience (an untrained epoch's "
+                             "validation AUROC can be a fluke on a small validation split).")
     select_on: str = opt("val_loss", "Validation measure that picks the best epoch and stops "
                                      "early: val_loss (paper) or val_auroc (study level; "
                                      "video-level macro AUROC for a multi-class task).")
@@ -105,45 +105,13 @@ def build_classifier(cfg: FinetuneConfig, n_outputs: int = 1) -> tuple[Classifie
     return Classifier(encoder, dropout=cfg.dropout, n_outputs=n_outputs), meta
 
 
-def _validate(model, cache, val, cfg, device, pos_weight, classes=None,
-              class_weight=None) -> tuple[float, float]:
-    """Validation loss (per video, clip-averaged logits) and study-level AUROC; for a
-    multi-class task the loss of the clip-averaged probabilities and the video-level macro
-    one-vs-rest AUROC."""
-    if classes is not None:
-        return _validate_classes(model, cache, val, cfg, device, classes, class_weight)
-    pred = predict_videos(model, cache, val, label=cfg.task, clip_len=cfg.clip_len,
-                          period=cfg.period, clips=cfg.val_clips, device=device,
-                          precision=cfg.precision)
-    if pred["y_score"].isna().any():  # diverged: neither a loss nor an AUROC to speak of
-        return float("nan"), float("nan")
-    p = torch.tensor(pred["y_score"].to_numpy()).clamp(1e-6, 1 - 1e-6)
-    loss = smoothed_bce(torch.logit(p), torch.tensor(pred["y_true"].to_numpy()),
-                        pos_weight=pos_weight, smoothing=cfg.label_smoothing).item()
-    study = aggregate_by_study(pred)
-    auroc = roc_auc_score(study["y_true"], study["y_score"]) if study["y_true"].nunique() > 1 \
-        else float("nan")
-    return loss, auroc
-
-
-def _validate_classes(model, cache, val, cfg, device, classes, class_weight
-                      ) -> tuple[float, float]:
-    pred = predict_video_classes(model, cache, val, classes=classes, clip_len=cfg.clip_len,
-                                 period=cfg.period, clips=cfg.val_clips, device=device,
-                                 precision=cfg.precision)
-    proba = class_probabilities(pred, classes)
-    if not np.isfinite(proba).all():  # diverged
-        return float("nan"), float("nan")
-    log_p = torch.log(torch.tensor(proba).clamp_min(1e-6))  # log-softmax of the averaged model
-    y = torch.tensor(pred["y_true"].to_numpy())
-    loss = smoothed_ce(log_p, y, class_weight=class_weight, smoothing=cfg.label_smoothing).item()
-    return loss, macro_auroc(pred["y_true"].to_numpy(), proba)
-
-
 def finetune(cfg: FinetuneConfig) -> Path:
     """Fine-tune (or, with ``lr_grid``, several runs and keep the best); returns the run folder."""
     if cfg.select_on not in SELECT_ON:
         raise UserError(f"--select-on {cfg.select_on!r}: choose from {SELECT_ON}")
+    if not 0 <= cfg.min_epochs < cfg.epochs:
+        raise UserError(f"--min-epochs {cfg.min_epochs}: must be at least 0 and below --epochs "
+                        f"({cfg.epochs}), or no epoch could be kept")
     if cfg.lr_grid:
         clear_model_outputs(cfg.out)  # a new model: what was derived from the old one goes
         return _finetune_grid(cfg)
@@ -229,7 +197,7 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
            class_weight: torch.Tensor | None = None) -> tuple[EarlyStopping, dict | None]:
     """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
     the best state (None when no validation loss was a number)."""
-    stopper = EarlyStopping(cfg.patience)
+    stopper = EarlyStopping(cfg.patience, start=cfg.min_epochs)
     start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator)
     bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), initial=step,
                disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
@@ -244,15 +212,20 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
                                        pos_weight=pos_weight, generator=generator,
                                        frozen=frozen, on_step=lambda: bar.update(1),
                                        class_weight=class_weight)
-        val_loss, val_auroc = _validate(model, cache, val, cfg, device, pos_weight, classes,
-                                        class_weight)
-        # EarlyStopping keeps the lowest value: the loss, or the AUROC negated.
-        improved = stopper.update(epoch, val_loss if cfg.select_on == "val_loss" else -val_auroc)
-        if improved:
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), val_loss=val_loss,
-                  val_auroc=val_auroc, best=improved)
-        bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
+        if epoch < cfg.min_epochs:  # never kept: not validated (at 50 studies a third of the
+            # epoch's time is the validation pass)
+            log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), best=False)
+        else:
+            val_loss, val_auroc = validate(model, cache, val, cfg, device, pos_weight, classes,
+                                           class_weight)
+            # EarlyStopping keeps the lowest value: the loss, or the AUROC negated.
+            improved = stopper.update(epoch,
+                                      val_loss if cfg.select_on == "val_loss" else -val_auroc)
+            if improved:
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)),
+                      val_loss=val_loss, val_auroc=val_auroc, best=improved)
+            bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
         save_checkpoint(Path(cfg.out) / CHECKPOINT, model=model, optimizer=optimizer,
                         epoch=epoch, step=step, stopper=stopper, best_state=best_state,
                         generator=generator, settings=resume_settings(cfg))
@@ -285,7 +258,7 @@ def _finetune_grid(cfg: FinetuneConfig) -> Path:
     for lr in cfg.lr_grid:
         sub = dataclasses.replace(cfg, lr=lr, lr_grid=(), out=str(out / f"lr_{lr:g}"))
         finetune(sub)
-        rows = JsonlLog(Path(sub.out) / "log.jsonl").rows()
+        rows = [r for r in JsonlLog(Path(sub.out) / "log.jsonl").rows() if "val_loss" in r]
         best = min(rows, key=lambda r: r["val_loss"])
         auroc = best["val_auroc"] if best["val_auroc"] == best["val_auroc"] else -1.0
         scores[lr] = (auroc, -best["val_loss"])
