@@ -20,6 +20,9 @@ Every file is written atomically, the array last, so an entry counts only when b
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import os
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +154,18 @@ def write_cache_index(root: str | Path, settings: dict, prep: Preprocessing, row
     atomic_write_bytes(root / CONFIG, json.dumps(config, indent=2).encode())
 
 
+def _npy_header(path: Path) -> tuple[tuple[int, ...], str, np.dtype, int]:
+    """(shape, memory order, dtype, data offset) of a ``.npy`` file, from its header alone."""
+    with open(path, "rb") as f:
+        version = np.lib.format.read_magic(f)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0,
+                   (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f"{path}: .npy format {version} is not one a cache writes")
+        shape, fortran, dtype = readers[version](f)
+        return shape, "F" if fortran else "C", dtype, f.tell()
+
+
 class VideoCache:
     """A cache folder written by ``ingest``: ``manifest.csv`` + ``videos/*.npy`` (uint8
     (T, H, W)) + ``ingest_config.json``."""
@@ -165,6 +180,7 @@ class VideoCache:
         self.config_path = self.root / CONFIG
         self.config = json.loads(self.config_path.read_text()) if self.config_path.is_file() \
             else {}
+        self._headers: dict[tuple, tuple] = {}  # (path, mtime, size) -> .npy header (open)
 
     @property
     def preprocessing(self) -> Preprocessing:
@@ -181,5 +197,20 @@ class VideoCache:
         return df.reset_index(drop=True)
 
     def open(self, path: str) -> np.ndarray:
-        """Memory-map one cached video: uint8 (T, H, W); only sliced frames are read."""
-        return np.load(self.root / path, mmap_mode="r")
+        """Memory-map one cached video: read-only uint8 (T, H, W); only sliced frames are read.
+
+        Training opens a video per clip, so the ``.npy`` header is parsed once per file version
+        (keyed by size and mtime) and the file mapped directly: ``np.load(mmap_mode="r")``
+        parses the header on every call, 3x the time of opening and slicing a 4-frame clip.
+        """
+        full = self.root / path
+        stat = os.stat(full)
+        key = (path, stat.st_mtime_ns, stat.st_size)
+        header = self._headers.get(key)
+        if header is None:
+            header = self._headers[key] = _npy_header(full)
+        shape, order, dtype, offset = header
+        with open(full, "rb") as f:
+            mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        count = math.prod(shape)
+        return np.frombuffer(mapped, dtype, count=count, offset=offset).reshape(shape, order=order)

@@ -25,6 +25,7 @@ class _CacheDataset(Dataset):
     def __init__(self, cache: VideoCache, rows: pd.DataFrame, *, clip_len: int, period: int,
                  seed: int = 0):
         self.cache, self.rows = cache, rows.reset_index(drop=True)
+        self.paths = self.rows["path"].tolist()  # a list lookup, not a pandas row, per item
         self.clip_len, self.period, self.seed = clip_len, period, seed
         self.epoch = 0
 
@@ -55,19 +56,19 @@ class ClipDataset(_CacheDataset):
                  seed: int = 0):
         super().__init__(cache, rows, clip_len=clip_len, period=period, seed=seed)
         self.label, self.eval_clips = label, eval_clips
+        self.labels = self.rows[label].astype(float).tolist() if label else None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, rng = self._key(key)
-        row = self.rows.iloc[index]
         if self.eval_clips:
             clip = torch.from_numpy(evenly_spaced_clips(
-                self.cache.open(row["path"]), self.clip_len, self.period, self.eval_clips))
+                self.cache.open(self.paths[index]), self.clip_len, self.period, self.eval_clips))
         else:
-            clip = self._random_clip(row["path"], rng)
-        label = float(row[self.label]) if self.label else float("nan")
+            clip = self._random_clip(self.paths[index], rng)
+        label = self.labels[index] if self.label else float("nan")
         return {"clip": clip, "label": torch.tensor(label), "index": index}
 
 
@@ -114,6 +115,6 @@ class StudyPairDataset(_CacheDataset):
             a, b = rng.choice(vids, 2, replace=False) if len(vids) > 1 else (vids[0], vids[0])
         else:
             a, b = self.items[index]
-        clip_a = self._random_clip(self.rows["path"][a], rng)
-        clip_b = clip_a if self.mode == "simclr" else self._random_clip(self.rows["path"][b], rng)
+        clip_a = self._random_clip(self.paths[a], rng)
+        clip_b = clip_a if self.mode == "simclr" else self._random_clip(self.paths[b], rng)
         return {"clip_a": clip_a, "clip_b": clip_b, "study": int(self.study_of_row[a])}
