@@ -112,6 +112,22 @@ def test_min_epochs_never_keeps_an_untrained_fluke(tiny_cache, tmp_path, monkeyp
             torch.testing.assert_close(v, states[best - min_epochs][k], rtol=0, atol=0, msg=k)
 
 
+def test_lr_grid_keeps_the_lr_whose_kept_epoch_validates_best(tiny_cache, tmp_path, monkeypatch):
+    # (val_loss, val_auroc) by epoch. lr 0.01 keeps epoch 1 (AUROC 0.7); its lowest loss is at
+    # epoch 0 (AUROC 0.6). lr 0.001 keeps epoch 0 (0.65). The kept models compare 0.7 > 0.65.
+    curves = {0.01: iter([(0.5, 0.6), (0.9, 0.7)]), 0.001: iter([(0.8, 0.65), (0.8, 0.65)])}
+    monkeypatch.setattr(ft, "validate", lambda model, cache, val, cfg, *a: next(curves[cfg.lr]))
+    run = finetune(tiny_cfg(tiny_cache, tmp_path / "grid", epochs=2, select_on="val_auroc",
+                            lr_grid=(0.01, 0.001)))
+    config = json.loads((run / "config.json").read_text())
+    assert config["chosen_lr"] == 0.01
+    assert config["grid_scores"] == {"0.01": 0.7, "0.001": 0.65}
+    kept = json.loads((run / "model.json").read_text())
+    assert kept["best_epoch"] == 1 and kept["finetune_config"]["lr"] == 0.01
+    for name in ("model.pt", "model.json"):  # the chosen run's model is the run's model
+        assert (run / name).read_bytes() == (run / "lr_0.01" / name).read_bytes()
+
+
 def test_min_epochs_must_leave_an_epoch_to_keep(tiny_cache, tmp_path):
     with pytest.raises(UserError, match="--min-epochs 3: .* below --epochs \\(3\\)"):
         finetune(tiny_cfg(tiny_cache, tmp_path / "ft", epochs=3, min_epochs=3))

@@ -9,6 +9,7 @@ pretrained encoders. The step and the epoch are :mod:`echoclr.finetuning`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,10 +259,12 @@ def _finetune_grid(cfg: FinetuneConfig) -> Path:
     for lr in cfg.lr_grid:
         sub = dataclasses.replace(cfg, lr=lr, lr_grid=(), out=str(out / f"lr_{lr:g}"))
         finetune(sub)
-        rows = [r for r in JsonlLog(Path(sub.out) / "log.jsonl").rows() if "val_loss" in r]
-        best = min(rows, key=lambda r: r["val_loss"])
-        auroc = best["val_auroc"] if best["val_auroc"] == best["val_auroc"] else -1.0
-        scores[lr] = (auroc, -best["val_loss"])
+        # The epoch the run kept (by --select-on), not its lowest-loss epoch: the model kept is
+        # the one compared.
+        kept = json.loads((Path(sub.out) / "model.json").read_text())["best_epoch"]
+        row = next(r for r in JsonlLog(Path(sub.out) / "log.jsonl").rows() if r["epoch"] == kept)
+        auroc = row["val_auroc"] if row["val_auroc"] == row["val_auroc"] else -1.0
+        scores[lr] = (auroc, -row["val_loss"])
     chosen = max(scores, key=scores.get)
     for name in ("model.pt", "model.json", "log.jsonl"):
         shutil.copy2(out / f"lr_{chosen:g}" / name, out / name)
