@@ -213,7 +213,7 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
                                        pos_weight=pos_weight, generator=generator,
                                        frozen=frozen, on_step=lambda: bar.update(1),
                                        class_weight=class_weight)
-        if epoch < cfg.min_epochs:  # never kept: not validated (at 50 studies a third of the
+        if epoch < stopper.start:  # never kept: not validated (at 50 studies a third of the
             # epoch's time is the validation pass)
             log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), best=False)
         else:
