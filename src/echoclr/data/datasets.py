@@ -56,7 +56,8 @@ class ClipDataset(_CacheDataset):
                  seed: int = 0):
         super().__init__(cache, rows, clip_len=clip_len, period=period, seed=seed)
         self.label, self.eval_clips = label, eval_clips
-        self.labels = self.rows[label].astype(float).tolist() if label else None
+        self.labels = (self.rows[label].astype(float).tolist() if label
+                       else [float("nan")] * len(self.rows))
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -68,8 +69,7 @@ class ClipDataset(_CacheDataset):
                 self.cache.open(self.paths[index]), self.clip_len, self.period, self.eval_clips))
         else:
             clip = self._random_clip(self.paths[index], rng)
-        label = self.labels[index] if self.label else float("nan")
-        return {"clip": clip, "label": torch.tensor(label), "index": index}
+        return {"clip": clip, "label": torch.tensor(self.labels[index]), "index": index}
 
 
 class StudyPairDataset(_CacheDataset):
