@@ -30,6 +30,7 @@ from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.runs import autocast
 
 METHODS = ("echoclr", "mi-simclr", "simclr")
+SCHEDULES = ("constant", "cosine")  # learning rate after warm-up: lr_at
 REORDER_INPUTS = ("shared", "separate")
 
 
@@ -89,6 +90,9 @@ def plan_of(cfg) -> PretrainPlan:
     """
     if cfg.method not in METHODS:
         raise UserError(f"--method {cfg.method}: unknown method {cfg.method!r}; choose from {METHODS}")
+    if cfg.schedule not in SCHEDULES:
+        raise UserError(f"--schedule {cfg.schedule}: unknown learning-rate schedule; choose "
+                         f"from {SCHEDULES}")
     if cfg.reorder_input not in REORDER_INPUTS:
         raise UserError(f"reorder_input (--reorder-input) must be one of {REORDER_INPUTS}, "
                          f"got {cfg.reorder_input!r}")
@@ -121,11 +125,19 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return g
 
 
-def lr_at(cfg, step: int) -> float:
-    """The learning rate of ``step``: linear warm-up over ``warmup_steps``, then ``lr``."""
+def lr_at(cfg, step: int, total_steps: int) -> float:
+    """The learning rate of ``step`` (0-based) of ``total_steps``: linear warm-up over
+    ``warmup_steps``, then ``lr`` (schedule "constant", the paper's) or a half cosine from ``lr``
+    that reaches 0 after the last step ("cosine", SGDR without restarts, as SimCLR used)."""
     if cfg.warmup_steps and step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr
+    if cfg.schedule == "constant":
+        return cfg.lr
+    # Why decay: a short run with a constant rate ends wherever its last noisy steps left it,
+    # so two runs that differ only in arithmetic (fp32 vs bf16) end far apart.
+    span = max(total_steps - cfg.warmup_steps, 1)
+    done = min(max(step - cfg.warmup_steps, 0), span)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * done / span))
 
 
 def make_views(batch: dict, cfg, step: int, device: torch.device, *, rank: int = 0):
@@ -157,7 +169,7 @@ def make_views(batch: dict, cfg, step: int, device: torch.device, *, rank: int =
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, cfg, *,
-               step: int, device: torch.device, monitor: CollapseMonitor,
+               step: int, total_steps: int, device: torch.device, monitor: CollapseMonitor,
                rank: int = 0) -> tuple[dict[str, float], int]:
     """One optimizer step on a batch of pairs {"clip_a", "clip_b": uint8 (B, T, H, W), "study"}.
 
@@ -167,7 +179,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     """
     reordering = plan_of(cfg).reordering
     for group in optimizer.param_groups:
-        group["lr"] = lr_at(cfg, step)
+        group["lr"] = lr_at(cfg, step, total_steps)
     x, study, perm = make_views(batch, cfg, step, device, rank=rank)
     with autocast(device, cfg.precision):
         _, z, order_logits = model(x)
@@ -205,8 +217,9 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
     checkpoints).
     """
     for batch_in_epoch, batch in enumerate(loader, start=skip):
-        metrics, n_clips = train_step(model, optimizer, batch, cfg, step=step, device=device,
-                                      monitor=monitor, rank=rank)
+        metrics, n_clips = train_step(model, optimizer, batch, cfg, step=step,
+                                      total_steps=total_steps, device=device, monitor=monitor,
+                                      rank=rank)
         step += 1
         after_step(step, epoch, batch_in_epoch, metrics, n_clips)
         if step >= total_steps:

@@ -63,6 +63,8 @@ class PretrainConfig(ViewSetting):
     lr: float = opt(1e-3, "Adam learning rate; the paper's code used 0.1, which diverges here.")
     weight_decay: float = opt(0.0, "Adam weight decay (paper: none).")
     warmup_steps: int = opt(0, "Steps of linear learning-rate warm-up.")
+    schedule: str = opt("constant", "Learning rate after any warm-up: constant (paper) or "
+                                    "cosine (falls to 0 by the last step).")
     temperature: float = opt(0.05, "NT-Xent temperature (paper: 0.05).")
     reorder_weight: float = opt(1.0, "Weight of the frame-reordering loss (echoclr only).")
     augment: bool = opt(True, "Apply the paper's crop, flip and rotation to pretraining clips.")
@@ -195,7 +197,7 @@ class StepRecorder:
             rate = self.clips_seen / (time.perf_counter() - self.tic)
             row = {k: distributed.all_reduce_mean(v) for k, v in metrics.items()}
             row |= {"chance_nt_xent": self.monitor.chance, "clips_per_s": round(rate, 1)}
-            self.log.write(step=step, epoch=epoch, lr=lr_at(cfg, step - 1), **row)
+            self.log.write(step=step, epoch=epoch, lr=lr_at(cfg, step - 1, self.total_steps), **row)
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "chance_nt_xent"})
         self.bar.update(1)
         if self.info.is_main and (step % cfg.checkpoint_every == 0 or step >= self.total_steps):
