@@ -28,7 +28,7 @@ from echoclr.synth.cohort import SynthConfig
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
-    preset: str = opt("demo", "demo (about 11 min on 2 AVX2 CPU cores, 4 with AMX), full "
+    preset: str = opt("demo", "demo (about 6 min on 2 AVX2 CPU cores, 4 with AMX), full "
                               "(more readouts, draws and pretraining; hours) or demo_ci (about "
                               "1 min, for CI).")
     patients: int | None = opt(None, "Cohort size, overriding the preset's.")
