@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +63,7 @@ def test_cache_manifest_holds_pseudonyms_and_no_source_paths(tmp_path):
     assert list(report.columns) == ["line", "reason"] and report["line"].tolist() == [6]
     for path in cache.rglob("*"):
         if path.is_file():
-            data = path.read_bytes()
+            data = text_bytes(path)
             for needle in (b"MRN", b"ACC", b"DOE", b"20230915", b"gone.avi"):
                 assert needle not in data, (path, needle)
     assert "MRN" not in result.summary() and "line 6: file not found" in result.summary()
@@ -132,10 +134,58 @@ def write_phi_pacs(root: Path) -> tuple[list[str], Path]:
     return needles, root.parent / "labels.csv"
 
 
+def _npy_text_bytes(stream) -> bytes:
+    """An .npy file's header, and its payload only where it holds strings or objects."""
+    version = np.lib.format.read_magic(stream)
+    start = stream.tell()
+    if version not in ((1, 0), (2, 0)):  # a header this reader cannot parse: keep it all
+        return stream.read()
+    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                   else np.lib.format.read_array_header_2_0)
+    dtype = read_header(stream)[2]
+    header_end = stream.tell()
+    stream.seek(start)
+    header = stream.read(header_end - start)
+    return header + (stream.read() if dtype.kind in "USOV" else b"")
+
+
+def text_bytes(path: Path) -> bytes:
+    """The raw bytes of a file that can carry text: all of a text file, and of a binary file
+    everything but its numeric payload (PNG image data, tensor storages, numeric arrays). Pixels,
+    weights and deflate streams hold any 3-byte run such as b"DOE" by chance (about one in 2**24
+    per offset), so scanning them would fail on noise, not on a leak."""
+    data = path.read_bytes()
+    suffix = path.suffix
+    if suffix == ".png":
+        kept, at = [], 8  # chunks: 4-byte length, 4-byte type, data, 4-byte CRC
+        while at < len(data):
+            length = int.from_bytes(data[at:at + 4], "big")
+            if data[at + 4:at + 8] != b"IDAT":
+                kept.append(data[at + 4:at + 8 + length])
+            at += 12 + length
+        return b"".join(kept)
+    if suffix == ".npy":
+        with path.open("rb") as stream:
+            return _npy_text_bytes(stream)
+    if suffix in (".npz", ".pt"):
+        kept = []
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                kept.append(name.encode())
+                if suffix == ".npz":
+                    with archive.open(name) as stream:
+                        kept.append(_npy_text_bytes(stream))
+                elif not re.search(r"/data/\d+$", name):  # tensor storages are numbers
+                    kept.append(archive.read(name))
+        return b"".join(kept)
+    return data
+
+
 def decoded_texts(path: Path) -> list[str]:
     """Every text a file holds, decoded as its format stores it (numpy's UTF-32 unicode arrays,
-    parquet columns, tensors' key names, PNG text chunks), plus its raw bytes."""
-    texts = [path.read_bytes().decode("latin-1")]
+    parquet columns, tensors' key names, PNG text chunks), plus its raw bytes where they can
+    carry text (``text_bytes``)."""
+    texts = [text_bytes(path).decode("latin-1")]
     suffix = path.suffix
     if suffix in (".npz", ".npy"):
         data = np.load(path, allow_pickle=False)
