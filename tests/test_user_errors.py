@@ -82,6 +82,32 @@ def test_missing_config_file_and_bad_toml_are_user_errors(tmp_path, capsys):
                    "bad.toml", "not valid TOML")
 
 
+def test_experiment_spec_mistakes_are_one_line(tmp_path, capsys):
+    spec = tmp_path / "spec.toml"
+    argv = ["experiment", str(spec), "--out", str(tmp_path / "exp")]
+    one_line_error(capsys, argv, "spec.toml", "does not exist")
+    spec.write_text("cache = \n")
+    one_line_error(capsys, argv, "spec.toml", "not valid TOML", "line 1")
+    spec.write_text('cache = "c"\nfractoins = [0.1]\n')
+    one_line_error(capsys, argv, "spec.toml", "unknown keys", "fractoins")
+    spec.write_text('cache = "c"\n[finetune]\nlearning_rate = 0.1\n')
+    one_line_error(capsys, argv, "spec.toml", "[finetune]", "learning_rate",
+                   "echoclr finetune --help")
+    spec.write_text('cache = "c"\n[finetune_by_init.echoclr]\nepoch = 3\n')
+    one_line_error(capsys, argv, "[finetune_by_init.echoclr]", "epoch")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_demo_preset_mistakes_are_one_line(tmp_path, capsys):
+    argv = ["demo", "--out", str(tmp_path / "demo"), "--preset"]
+    one_line_error(capsys, [*argv, "quick"], "--preset quick", "demo, full or demo_ci", ".toml")
+    one_line_error(capsys, [*argv, str(tmp_path / "mine.toml")], "mine.toml", "does not exist")
+    (tmp_path / "mine.toml").write_text("patients = 40\n[synth]\nsize = 32\n")
+    one_line_error(capsys, [*argv, str(tmp_path / "mine.toml")], "mine.toml", "experiment",
+                   "seed", "configs/demo.toml")
+    assert not (tmp_path / "demo" / "cohort").exists()
+
+
 def test_missing_cache_is_one_line(tmp_path, capsys):
     one_line_error(capsys, ["finetune", str(tmp_path / "nocache"), "--out",
                             str(tmp_path / "ft"), *FT], "nocache", "echoclr ingest")

@@ -14,12 +14,12 @@ import difflib
 import importlib
 import importlib.metadata
 import sys
-import tomllib
 import typing
 from pathlib import Path
 
 from echoclr.errors import UserError
 from echoclr.options import help_text
+from echoclr.toml_file import read_toml
 
 # command → (config class, function, positional fields, summary); module echoclr.commands.NAME
 COMMANDS = {
@@ -100,16 +100,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls, positional=()) ->
                                 help=f"{text} {given}")
 
 
-def _read_toml(path: str) -> dict:
-    """A ``--config-file``; a missing or malformed file is the user's to fix."""
-    if not Path(path).is_file():
-        raise UserError(f"--config-file {path}: the file does not exist")
-    try:
-        return tomllib.loads(Path(path).read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise UserError(f"{path}: not valid TOML ({err})") from err
-
-
 def config_from_args(cls, args: argparse.Namespace):
     """Defaults ← --config TOML ← flags.
 
@@ -119,7 +109,7 @@ def config_from_args(cls, args: argparse.Namespace):
     """
     values = {}
     if getattr(args, "config_file", None):
-        values.update(_read_toml(args.config_file))
+        values.update(read_toml(args.config_file, "--config-file"))
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         v = getattr(args, f.name, None)

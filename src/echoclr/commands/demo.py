@@ -20,17 +20,19 @@ from echoclr.atomic import atomic_write_text
 from echoclr.commands.experiment import ExperimentSpec, run_spec
 from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.commands.synth import synthesize
+from echoclr.errors import UserError
 from echoclr.options import opt, precision_opt
 from echoclr.runs import machine_description
 from echoclr.synth.cohort import SynthConfig
+from echoclr.toml_file import read_toml
 
 
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
     preset: str = opt("demo", "demo (about 6 min on 2 AVX2 CPU cores, 4 with AMX), full "
-                              "(more readouts, draws and pretraining; hours) or demo_ci (about "
-                              "1 min, for CI).")
+                              "(more readouts, draws and pretraining; hours), demo_ci (about "
+                              "1 min, for CI), or a .toml file shaped like configs/demo.toml.")
     patients: int | None = opt(None, "Cohort size, overriding the preset's.")
     seed: int | None = opt(None, "Seed of cohort, splits and training, overriding the preset's.")
     workers: int = opt(2, "Processes for synth and ingest.")
@@ -38,11 +40,27 @@ class DemoConfig:
 
 
 def load_preset(name: str) -> dict:
-    """A packaged demo preset (``echoclr/configs/NAME.toml``)."""
+    """A demo preset: a packaged one (``echoclr/configs/NAME.toml``), or a TOML file of the same
+    form (its path ends in ``.toml``), to try a design without editing the package.
+
+    Raises:
+        UserError: an unknown preset name, a missing or malformed file.
+    """
+    if name.endswith(".toml"):
+        preset = read_toml(name, "--preset")
+        missing = {"patients", "seed", "experiment"} - set(preset)
+        unknown = set(preset) - {"patients", "seed", "experiment", "synth", "ingest"}
+        if missing or unknown:
+            raise UserError(f"--preset {name}: " + "; ".join(
+                [f"missing {sorted(missing)}"] * bool(missing)
+                + [f"unknown keys {sorted(unknown)}"] * bool(unknown))
+                + " (shape it like configs/demo.toml)")
+        return preset
     try:
         text = resources.files("echoclr").joinpath("configs", f"{name}.toml").read_text()
     except FileNotFoundError:
-        raise ValueError(f"unknown demo preset {name!r} (demo, full, demo_ci)") from None
+        raise UserError(f"--preset {name}: no such preset; choose demo, full or demo_ci, or give "
+                        "the path of a .toml file shaped like configs/demo.toml") from None
     return tomllib.loads(text)
 
 

@@ -14,11 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
 
 from echoclr.atomic import atomic_write_text
 from echoclr.commands.evaluate import EvaluateConfig, evaluate_run, val_studies_key, \
@@ -33,6 +30,7 @@ from echoclr.metrics import aggregate_by_study
 from echoclr.options import opt
 from echoclr.pretraining import METHODS
 from echoclr.runs import VAL_STUDIES, write_derived
+from echoclr.toml_file import read_toml
 from echoclr.verdict import collect_results, pooled_table
 
 INITS = ("random", "kinetics", *METHODS)
@@ -76,7 +74,7 @@ class ExperimentSpec:
     @classmethod
     def from_toml(cls, path: str | Path, cache: str | None = None) -> ExperimentSpec:
         """The spec a TOML file describes (``cache``, when given, overrides its cache)."""
-        data = tomllib.loads(Path(path).read_text())
+        data = read_toml(path, "CONFIG")
         return cls.from_dict(data | ({"cache": cache} if cache else {}), source=path)
 
     @classmethod
@@ -84,13 +82,24 @@ class ExperimentSpec:
         """The spec of a parsed TOML table (lists become tuples), checked.
 
         Raises:
-            ValueError: naming ``source``, for no cache, unknown keys, inits or readouts.
+            UserError: naming ``source``, for no cache, unknown keys, inits or readouts.
         """
         if not data.get("cache"):
-            raise ValueError(f"{source}: no `cache` given (set it in the file or pass --cache)")
+            raise UserError(f"{source}: no `cache` given (set it in the file or pass --cache)")
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
-            raise ValueError(f"{source}: unknown keys {sorted(unknown)}")
+            raise UserError(f"{source}: unknown keys {sorted(unknown)}")
+        sections = {"pretrain": PretrainConfig, "probe": ProbeConfig, "finetune": FinetuneConfig,
+                    "lpft": FinetuneConfig, "evaluate": EvaluateConfig}
+        tables = [(name, config, data.get(name, {})) for name, config in sections.items()] + [
+            (f"finetune_by_init.{init}", FinetuneConfig, table)
+            for init, table in data.get("finetune_by_init", {}).items()]
+        for name, config, table in tables:
+            unknown = set(table) - {f.name for f in dataclasses.fields(config)}
+            if unknown:
+                command = config.__module__.rsplit(".", 1)[-1]
+                raise UserError(f"{source}: [{name}] has unknown keys {sorted(unknown)}; see "
+                                f"`echoclr {command} --help` for its settings")
         by_init = data.get("readouts_by_init", {})
         for key, values, known in (("inits", data.get("inits", ()), INITS),
                                    ("readouts", data.get("readouts", ()), READOUTS),
@@ -103,12 +112,12 @@ class ExperimentSpec:
                                                 if "/" in k], INITS)):
             bad = set(values) - set(known)
             if bad:
-                raise ValueError(f"{source}: unknown {key} {sorted(bad)}; choose from {known}")
+                raise UserError(f"{source}: unknown {key} {sorted(bad)}; choose from {known}")
         if data.get("finetune_draws") and data["finetune_draws"] > data.get("draws", 5):
-            raise ValueError(f"{source}: finetune_draws ({data['finetune_draws']}) exceeds draws "
+            raise UserError(f"{source}: finetune_draws ({data['finetune_draws']}) exceeds draws "
                              f"({data.get('draws', 5)}): LP-FT starts from the probe of its draw")
         if data.get("draws", 1) < 1:
-            raise ValueError(f"{source}: draws must be at least 1, got {data['draws']}")
+            raise UserError(f"{source}: draws must be at least 1, got {data['draws']}")
         data = {k: tuple(v) if k in ("tasks", "fractions", "inits", "readouts", "splits") else v
                 for k, v in data.items()}
         return cls(**data)
