@@ -5,6 +5,7 @@ its traceback. Called in-process through ``echoclr.cli.main``."""
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pandas as pd
 import pytest
@@ -12,6 +13,8 @@ import torch
 
 import echoclr
 from echoclr.cli import main
+from echoclr.commands.demo import load_preset
+from echoclr.commands.experiment import ExperimentSpec
 from echoclr.errors import UserError
 
 FT = ["--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4", "--batch-size", "12",
@@ -105,7 +108,25 @@ def test_demo_preset_mistakes_are_one_line(tmp_path, capsys):
     (tmp_path / "mine.toml").write_text("patients = 40\n[synth]\nsize = 32\n")
     one_line_error(capsys, [*argv, str(tmp_path / "mine.toml")], "mine.toml", "experiment",
                    "seed", "configs/demo.toml")
+    (tmp_path / "mine.toml").write_text("patients = 40\nseed = 1\n[experiment]\n[synth]\n"
+                                        "szie = 32\n")
+    one_line_error(capsys, [*argv, str(tmp_path / "mine.toml")], "szie", "[synth]")
     assert not (tmp_path / "demo" / "cohort").exists()
+
+
+@pytest.mark.parametrize("name", ["demo", "demo_ci", "full"])
+def test_every_packaged_preset_is_a_valid_design(name):
+    """A typo in a packaged preset's key fails here, not minutes into a user's demo."""
+    preset = load_preset(name)
+    spec = ExperimentSpec.from_dict(preset["experiment"] | {"cache": "c", "seed": preset["seed"]},
+                                    source=name)
+    assert {"lvh", "severe_as"} <= set(spec.tasks) and "random" in spec.inits
+
+
+def test_the_paper_protocol_is_a_valid_design():
+    path = resources.files("echoclr") / "configs" / "paper.toml"
+    spec = ExperimentSpec.from_toml(path, cache="c")
+    assert spec.inits == ("random", "kinetics", "simclr", "mi-simclr", "echoclr")
 
 
 def test_missing_cache_is_one_line(tmp_path, capsys):

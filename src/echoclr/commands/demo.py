@@ -9,6 +9,7 @@ protocol is ``configs/paper.toml``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import tomllib
@@ -44,24 +45,34 @@ def load_preset(name: str) -> dict:
     form (its path ends in ``.toml``), to try a design without editing the package.
 
     Raises:
-        UserError: an unknown preset name, a missing or malformed file.
+        UserError: an unknown preset name, a missing or malformed file, a missing key or an
+            unknown one (top level, ``[synth]``, ``[ingest]``; ``[experiment]`` is checked by
+            :meth:`ExperimentSpec.from_dict`).
     """
     if name.endswith(".toml"):
         preset = read_toml(name, "--preset")
-        missing = {"patients", "seed", "experiment"} - set(preset)
-        unknown = set(preset) - {"patients", "seed", "experiment", "synth", "ingest"}
-        if missing or unknown:
-            raise UserError(f"--preset {name}: " + "; ".join(
-                [f"missing {sorted(missing)}"] * bool(missing)
-                + [f"unknown keys {sorted(unknown)}"] * bool(unknown))
-                + " (shape it like configs/demo.toml)")
-        return preset
-    try:
-        text = resources.files("echoclr").joinpath("configs", f"{name}.toml").read_text()
-    except FileNotFoundError:
-        raise UserError(f"--preset {name}: no such preset; choose demo, full or demo_ci, or give "
-                        "the path of a .toml file shaped like configs/demo.toml") from None
-    return tomllib.loads(text)
+    else:
+        try:
+            text = resources.files("echoclr").joinpath("configs", f"{name}.toml").read_text()
+        except FileNotFoundError:
+            raise UserError(f"--preset {name}: no such preset; choose demo, full or demo_ci, or "
+                            "give the path of a .toml file shaped like configs/demo.toml") from None
+        preset = tomllib.loads(text)
+    missing = {"patients", "seed", "experiment"} - set(preset)
+    problems = [f"missing {sorted(missing)}"] if missing else []
+    for table, known in ((None, {"patients", "seed", "experiment", "synth", "ingest"}),
+                         ("synth", _fields(SynthConfig)), ("ingest", _fields(IngestConfig))):
+        unknown = set(preset.get(table, {}) if table else preset) - known
+        if unknown:
+            problems.append(f"unknown keys {sorted(unknown)}" + (f" in [{table}]" if table else ""))
+    if problems:
+        raise UserError(f"--preset {name}: {'; '.join(problems)} (shape it like "
+                        "configs/demo.toml)")
+    return preset
+
+
+def _fields(config) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
 
 
 def run_demo(cfg: DemoConfig) -> Path:
