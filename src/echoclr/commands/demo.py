@@ -31,7 +31,7 @@ from echoclr.toml_file import read_toml
 @dataclass(frozen=True)
 class DemoConfig:
     out: str = opt("echoclr_demo", "Output folder: cohort, cache, runs and report.")
-    preset: str = opt("demo", "demo (about 6 min on 2 AVX2 CPU cores, 4 with AMX), full "
+    preset: str = opt("demo", "demo (about 10 min on 2 AVX2 CPU cores), full "
                               "(more readouts, draws and pretraining; hours), demo_ci (about "
                               "1 min, for CI), or a .toml file shaped like configs/demo.toml.")
     patients: int | None = opt(None, "Cohort size, overriding the preset's.")
