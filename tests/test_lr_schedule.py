@@ -53,3 +53,20 @@ def test_pretraining_log_shows_the_cosine_decay(tiny_cache, tmp_path):
 def test_unknown_schedule_is_a_user_error(tiny_cache, tmp_path):
     with pytest.raises(UserError, match="--schedule linear"):
         pretrain(PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / "r"), schedule="linear"))
+
+
+def test_a_cosine_run_resumes_only_at_its_own_length(tiny_cache, tmp_path):
+    """Extending a cosine run would change the rate of the steps already taken: refused. A
+    constant-rate run extends (its first steps are those of the longer run)."""
+    def run(schedule: str, max_steps: int) -> None:
+        pretrain(PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / schedule),
+                                encoder="r3d_tiny", width=4, batch_size=4, max_steps=max_steps,
+                                workers=0, log_every=1, checkpoint_every=1, progress=False,
+                                clip_len=4, period=2, schedule=schedule, resume=True))
+    run("cosine", 2)
+    with pytest.raises(UserError, match="--max-steps 2"):
+        run("cosine", 3)
+    run("cosine", 2)  # its own length: nothing left to do, no error
+    run("constant", 2)
+    run("constant", 3)
+    assert [r["step"] for r in JsonlLog(tmp_path / "constant" / "log.jsonl").rows()] == [1, 2, 3]

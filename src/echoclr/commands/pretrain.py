@@ -107,7 +107,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     model = model.to(info.device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = JsonlLog(out / "log.jsonl", enabled=info.is_main)
-    step, epoch, skip = _resume(cfg, model, optimizer, log, info)
+    step, epoch, skip = _resume(cfg, model, optimizer, log, info, total_steps)
     if info.is_main:
         write_config(cfg, out, {"world_size": info.world_size, "steps_per_epoch": len(loader),
                                 "precision_resolved": resolve_precision(cfg.precision,
@@ -152,12 +152,22 @@ def _data(cfg: PretrainConfig, plan: PretrainPlan, cache: VideoCache, info: Dist
     return rows, sampler, loader
 
 
-def _resume(cfg: PretrainConfig, model, optimizer, log: JsonlLog,
-            info: DistInfo) -> tuple[int, int, int]:
-    """(step, epoch, batch in epoch) to start from: RUN/checkpoint.pt's with ``--resume``."""
+def _resume(cfg: PretrainConfig, model, optimizer, log: JsonlLog, info: DistInfo,
+            total_steps: int) -> tuple[int, int, int]:
+    """(step, epoch, batch in epoch) to start from: RUN/checkpoint.pt's with ``--resume``.
+
+    Raises:
+        UserError: a cosine run resumed with another length: its rate at every step depends on
+            the length, so the steps already taken would not be those of the longer run.
+    """
     path = Path(cfg.out) / "checkpoint.pt"
     if cfg.resume and path.is_file():
         state = load_weights(path, map_location=info.device)
+        planned = state.get("total_steps", total_steps)  # older checkpoints did not record it
+        if cfg.schedule == "cosine" and planned != total_steps:
+            raise UserError(f"--resume: {path} is a cosine schedule laid out for {planned} "
+                            f"steps, not {total_steps}; resume with --max-steps {planned}, or "
+                            "start a new run (a --schedule constant run can be extended)")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log.truncate_after(state["step"])
@@ -203,7 +213,7 @@ class StepRecorder:
         if self.info.is_main and (step % cfg.checkpoint_every == 0 or step >= self.total_steps):
             at_end = batch_in_epoch + 1 == self.steps_per_epoch  # resume at the next epoch
             state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                     "step": step, "epoch": epoch + at_end,
+                     "step": step, "epoch": epoch + at_end, "total_steps": self.total_steps,
                      "batch_in_epoch": 0 if at_end else batch_in_epoch + 1}
             atomic_torch_save(state, Path(cfg.out) / "checkpoint.pt")
 
