@@ -19,6 +19,11 @@ def required(text: str):
     return dataclasses.field(metadata={"help": text})
 
 
+def setting_names(config) -> set[str]:
+    """The names of a config dataclass's settings (to name a table's unknown keys)."""
+    return {f.name for f in dataclasses.fields(config)}
+
+
 def help_text(f: dataclasses.Field) -> str:
     """The help sentence of a config field ('' when it has none)."""
     return f.metadata.get("help", "")

@@ -9,7 +9,6 @@ protocol is ``configs/paper.toml``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 import tomllib
@@ -22,7 +21,7 @@ from echoclr.commands.experiment import ExperimentSpec, run_spec
 from echoclr.commands.ingest import IngestConfig, ingest
 from echoclr.commands.synth import synthesize
 from echoclr.errors import UserError
-from echoclr.options import opt, precision_opt
+from echoclr.options import opt, precision_opt, setting_names
 from echoclr.runs import machine_description
 from echoclr.synth.cohort import SynthConfig
 from echoclr.toml_file import read_toml
@@ -61,7 +60,8 @@ def load_preset(name: str) -> dict:
     missing = {"patients", "seed", "experiment"} - set(preset)
     problems = [f"missing {sorted(missing)}"] if missing else []
     for table, known in ((None, {"patients", "seed", "experiment", "synth", "ingest"}),
-                         ("synth", _fields(SynthConfig)), ("ingest", _fields(IngestConfig))):
+                         ("synth", setting_names(SynthConfig)),
+                         ("ingest", setting_names(IngestConfig))):
         unknown = set(preset.get(table, {}) if table else preset) - known
         if unknown:
             problems.append(f"unknown keys {sorted(unknown)}" + (f" in [{table}]" if table else ""))
@@ -69,10 +69,6 @@ def load_preset(name: str) -> dict:
         raise UserError(f"--preset {name}: {'; '.join(problems)} (shape it like "
                         "configs/demo.toml)")
     return preset
-
-
-def _fields(config) -> set[str]:
-    return {f.name for f in dataclasses.fields(config)}
 
 
 def run_demo(cfg: DemoConfig) -> Path:

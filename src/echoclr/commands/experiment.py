@@ -27,7 +27,7 @@ from echoclr.data.cache import VideoCache
 from echoclr.data.categorical import is_categorical
 from echoclr.errors import UserError
 from echoclr.metrics import aggregate_by_study
-from echoclr.options import opt
+from echoclr.options import opt, setting_names
 from echoclr.pretraining import METHODS
 from echoclr.runs import VAL_STUDIES, write_derived
 from echoclr.toml_file import read_toml
@@ -86,7 +86,7 @@ class ExperimentSpec:
         """
         if not data.get("cache"):
             raise UserError(f"{source}: no `cache` given (set it in the file or pass --cache)")
-        unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - setting_names(cls)
         if unknown:
             raise UserError(f"{source}: unknown keys {sorted(unknown)}")
         sections = {"pretrain": PretrainConfig, "probe": ProbeConfig, "finetune": FinetuneConfig,
@@ -95,7 +95,7 @@ class ExperimentSpec:
             (f"finetune_by_init.{init}", FinetuneConfig, table)
             for init, table in data.get("finetune_by_init", {}).items()]
         for name, config, table in tables:
-            unknown = set(table) - {f.name for f in dataclasses.fields(config)}
+            unknown = set(table) - setting_names(config)
             if unknown:
                 command = config.__module__.rsplit(".", 1)[-1]
                 raise UserError(f"{source}: [{name}] has unknown keys {sorted(unknown)}; see "
