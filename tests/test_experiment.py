@@ -141,3 +141,31 @@ def test_probe_cells_are_fitted_and_scored_in_the_precision_they_are_given(tiny_
     stores = [json.loads(p.read_text()) for p in (out / "features").glob("*.json")]
     assert stores and {s["precision"] for s in stores} == {"bf16"}
     assert "probe features bf16, evaluation bf16" in (out / "report.md").read_text()
+
+
+def test_a_shared_kinetics_weights_file_reaches_only_the_kinetics_cells(tmp_path, monkeypatch):
+    """`[finetune] weights` / `[probe] weights` name the Kinetics-400 file; the random and
+    pretrained cells of the same spec must not get it (finetune and probe refuse it there)."""
+    import echoclr.commands.experiment as experiment
+
+    given = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(cfg):
+        given[cfg.init, type(cfg).__name__] = cfg.weights
+        raise Stop
+
+    monkeypatch.setattr(experiment, "finetune", record)
+    monkeypatch.setattr(experiment, "probe", record)
+    spec = ExperimentSpec.from_dict({"cache": str(tmp_path), "inits": ["random", "kinetics"],
+                                     "finetune": {"weights": "k400.pt"},
+                                     "probe": {"weights": "k400.pt"}})
+    for init in ("random", "kinetics"):
+        for readout in ("finetune", "probe"):
+            with pytest.raises(Stop):
+                experiment.run_cell(spec, tmp_path, {}, "lvh", 1.0, 0, init, readout)
+    assert given == {("random", "FinetuneConfig"): None, ("random", "ProbeConfig"): None,
+                     ("kinetics", "FinetuneConfig"): "k400.pt",
+                     ("kinetics", "ProbeConfig"): "k400.pt"}

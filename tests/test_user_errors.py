@@ -70,6 +70,19 @@ def test_missing_init_file_says_it_does_not_exist(tiny_cache, tmp_path, capsys, 
     assert "sidecar" not in line
 
 
+def test_kinetics_weights_with_another_init_are_refused_not_ignored(tiny_cache, tmp_path,
+                                                                    capsys, no_training):
+    """--weights is the Kinetics-400 file; given with a random or pretrained init it was
+    silently ignored, so a "pretrained" run trained from scratch."""
+    one_line_error(capsys, ["finetune", str(tiny_cache), "--out", str(tmp_path / "ft"), *FT,
+                            "--weights", str(tmp_path / "encoder.pt")],
+                   "--weights", "--init kinetics", "--init RUN/encoder.pt")
+    one_line_error(capsys, ["probe", str(tiny_cache), "--out", str(tmp_path / "pr"),
+                            "--encoder", "r3d_tiny", "--width", "4", "--clip-len", "4",
+                            "--weights", "k400.pt", "--precision", "fp32"],
+                   "--weights k400.pt", "--init random")
+
+
 def test_unknown_config_file_key_names_the_file_and_the_key(tmp_path, capsys):
     toml = tmp_path / "ft.toml"
     toml.write_text('task = "lvh"\nlearning_rate = 0.1\n')

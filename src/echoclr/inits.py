@@ -20,7 +20,16 @@ INITS_WITHOUT_FILE = ("random", "kinetics")
 def init_encoder(init: str, *, arch: str, width: int,
                  weights: str | Path | None = None) -> tuple[nn.Module, dict]:
     """The encoder ``init`` names (strict loading) and its description: ``encoder`` and
-    ``width``, or a pretrained encoder's whole sidecar. A random init draws from torch's seed."""
+    ``width``, or a pretrained encoder's whole sidecar. A random init draws from torch's seed.
+
+    Raises:
+        UserError: ``weights`` (a Kinetics-400 state dict) with another init, where it would be
+            ignored; a pretraining encoder file that does not exist.
+    """
+    if weights is not None and init != "kinetics":
+        raise UserError(f"--weights {weights}: a Kinetics-400 state dict, read only with --init "
+                        f"kinetics, not --init {init}; to start from a pretraining encoder give "
+                        "--init RUN/encoder.pt")
     if init == "random":
         return build_encoder(arch, width=width), {"encoder": arch, "width": width}
     if init == "kinetics":

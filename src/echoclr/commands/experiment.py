@@ -161,6 +161,12 @@ def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
     return encoders
 
 
+def _for_init(table: dict, init: str) -> dict:
+    """A spec's shared [probe] / [finetune] settings as one init's cell takes them: the Kinetics
+    weights file (``weights``) goes to the kinetics init only."""
+    return {k: v for k, v in table.items() if k != "weights" or init == "kinetics"}
+
+
 def _evaluate_cfg(spec: ExperimentSpec, run: Path, split: str) -> EvaluateConfig:
     return EvaluateConfig(**({"plots": False} | spec.evaluate
                              | {"run": str(run), "split": split, "out": str(run / split)}))
@@ -171,10 +177,11 @@ def _train_probe(spec, out, run, init_arg, task, fraction, draw) -> None:
     evaluate = {split: _evaluate_cfg(spec, run, split) for split in ("val", *spec.splits)}
     clips = evaluate["val"].clips
     store = out / "features"
-    probe(ProbeConfig(**(spec.probe | {"cache": spec.cache, "out": str(run), "task": task,
-                                       "init": init_arg, "fraction": fraction,
-                                       "fraction_seed": draw, "seed": spec.seed,
-                                       "clips": clips, "features": str(store)})))
+    shared = _for_init(spec.probe, init_arg)
+    probe(ProbeConfig(**(shared | {"cache": spec.cache, "out": str(run), "task": task,
+                                   "init": init_arg, "fraction": fraction,
+                                   "fraction_seed": draw, "seed": spec.seed,
+                                   "clips": clips, "features": str(store)})))
     meta = json.loads((run / "model.json").read_text())
     cache = VideoCache(spec.cache)
     pred = {}
@@ -200,7 +207,7 @@ def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, task: str, fractio
     if readout == "probe":
         _train_probe(spec, out, run, init_arg, task, fraction, draw)
     else:
-        overrides = spec.finetune | spec.finetune_by_init.get(init, {})
+        overrides = _for_init(spec.finetune, init) | spec.finetune_by_init.get(init, {})
         if readout == "lpft":
             head = out / cell_name(task, init, "probe", fraction, draw)
             overrides = overrides | spec.lpft | {"head_init": str(head)}
