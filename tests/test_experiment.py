@@ -4,6 +4,7 @@ studies for every init at a draw, pooled.csv, resume, report, plot."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 
 from echoclr.cli import main
 from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
+from echoclr.errors import UserError
 
 POOLED_COLUMNS = ["task", "split", "fraction", "n_labeled_studies", "init", "readout",
                   "n_draws", "auroc_mean", "auroc_sd", "versus", "delta_mean", "draws_won",
@@ -169,3 +171,52 @@ def test_a_shared_kinetics_weights_file_reaches_only_the_kinetics_cells(tmp_path
     assert given == {("random", "FinetuneConfig"): None, ("random", "ProbeConfig"): None,
                      ("kinetics", "FinetuneConfig"): "k400.pt",
                      ("kinetics", "ProbeConfig"): "k400.pt"}
+
+
+def test_finetune_settings_by_fraction_sit_between_shared_and_per_init(tmp_path, monkeypatch):
+    import echoclr.commands.experiment as experiment
+
+    given = {}
+
+    class Stop(Exception):
+        pass
+
+    def record(cfg):
+        given[cfg.init, cfg.fraction] = (cfg.epochs, cfg.lr)
+        raise Stop
+
+    monkeypatch.setattr(experiment, "finetune", record)
+    spec = ExperimentSpec.from_toml(_toml(tmp_path / "s.toml", f"""
+cache = "{tmp_path}"
+fractions = [0.2, 1.0]
+inits = ["random", "kinetics"]
+[finetune]
+epochs = 16
+lr = 1e-3
+[finetune_by_fraction."1.0"]
+epochs = 32
+[finetune_by_init.kinetics]
+lr = 1e-4
+"""))
+    for init in ("random", "kinetics"):
+        for fraction in (0.2, 1.0):
+            with pytest.raises(Stop):
+                experiment.run_cell(spec, tmp_path, {}, "lvh", fraction, 0, init, "finetune")
+    assert given == {("random", 0.2): (16, 1e-3), ("random", 1.0): (32, 1e-3),
+                     ("kinetics", 0.2): (16, 1e-4), ("kinetics", 1.0): (32, 1e-4)}
+
+
+@pytest.mark.parametrize("table, message", [
+    ('[finetune_by_fraction."0.5"]\nepochs = 3', "not one of the fractions"),
+    ('[finetune_by_fraction.all]\nepochs = 3', "not a number"),
+    ('[finetune_by_fraction."1.0"]\nepoch = 3', "[finetune_by_fraction.1.0] has unknown keys"),
+])
+def test_finetune_by_fraction_mistakes_name_the_table(tmp_path, table, message):
+    path = _toml(tmp_path / "s.toml", f'cache = "c"\nfractions = [0.2, 1.0]\n{table}\n')
+    with pytest.raises(UserError, match=re.escape(message)):
+        ExperimentSpec.from_toml(path)
+
+
+def _toml(path, text: str):
+    path.write_text(text)
+    return path

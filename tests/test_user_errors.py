@@ -140,6 +140,9 @@ def test_the_paper_protocol_is_a_valid_design():
     path = resources.files("echoclr") / "configs" / "paper.toml"
     spec = ExperimentSpec.from_toml(path, cache="c")
     assert spec.inits == ("random", "kinetics", "simclr", "mi-simclr", "echoclr")
+    grid = [1e-4, 5e-4, 1e-5]  # the paper searched lr at <= 10 % of the labels only
+    assert [spec.finetune_overrides("random", f).get("lr_grid") for f in spec.fractions] == \
+        [grid, grid, grid, None, None, None, None]
 
 
 def test_missing_cache_is_one_line(tmp_path, capsys):

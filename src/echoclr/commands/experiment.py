@@ -68,6 +68,9 @@ class ExperimentSpec:
     probe: dict = field(default_factory=dict)  # ProbeConfig overrides
     finetune: dict = field(default_factory=dict)  # FinetuneConfig overrides
     finetune_by_init: dict = field(default_factory=dict)  # {init: overrides} on top of finetune
+    # {fraction: overrides} on top of finetune, under finetune_by_init; e.g. more epochs with all
+    # labels, where a curve plateaus later, or another lr at the low fractions
+    finetune_by_fraction: dict = field(default_factory=dict)
     lpft: dict = field(default_factory=lambda: {"encoder_lr_scale": 0.1})  # on top of finetune
     evaluate: dict = field(default_factory=dict)  # EvaluateConfig overrides
 
@@ -92,14 +95,20 @@ class ExperimentSpec:
         sections = {"pretrain": PretrainConfig, "probe": ProbeConfig, "finetune": FinetuneConfig,
                     "lpft": FinetuneConfig, "evaluate": EvaluateConfig}
         tables = [(name, config, data.get(name, {})) for name, config in sections.items()] + [
-            (f"finetune_by_init.{init}", FinetuneConfig, table)
-            for init, table in data.get("finetune_by_init", {}).items()]
+            (f"{key}.{name}", FinetuneConfig, table)
+            for key in ("finetune_by_init", "finetune_by_fraction")
+            for name, table in data.get(key, {}).items()]
         for name, config, table in tables:
             unknown = set(table) - setting_names(config)
             if unknown:
                 command = config.__module__.rsplit(".", 1)[-1]
                 raise UserError(f"{source}: [{name}] has unknown keys {sorted(unknown)}; see "
                                 f"`echoclr {command} --help` for its settings")
+        fractions = data.get("fractions", cls.fractions)
+        for key in data.get("finetune_by_fraction", {}):
+            if not any(abs(_as_fraction(key, source) - f) < 1e-9 for f in fractions):
+                raise UserError(f"{source}: [finetune_by_fraction] key {key!r} is not one of "
+                                f"the fractions {list(fractions)}")
         by_init = data.get("readouts_by_init", {})
         for key, values, known in (("inits", data.get("inits", ()), INITS),
                                    ("readouts", data.get("readouts", ()), READOUTS),
@@ -121,6 +130,16 @@ class ExperimentSpec:
         data = {k: tuple(v) if k in ("tasks", "fractions", "inits", "readouts", "splits") else v
                 for k, v in data.items()}
         return cls(**data)
+
+    def finetune_overrides(self, init: str, fraction: float) -> dict:
+        """FinetuneConfig overrides of one cell: [finetune] (its Kinetics weights for the
+        kinetics init only) ← [finetune_by_fraction] ← [finetune_by_init]."""
+        by_fraction = {}
+        for key, table in self.finetune_by_fraction.items():
+            if abs(float(key) - fraction) < 1e-9:
+                by_fraction = table
+        return (_for_init(self.finetune, init) | by_fraction
+                | self.finetune_by_init.get(init, {}))
 
     def readouts_of(self, init: str) -> tuple[str, ...]:
         """The readouts run for ``init`` (LP-FT never for random: its weights are redrawn)."""
@@ -159,6 +178,15 @@ def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
             encoder = pretrain(cfg)
         encoders[method] = encoder
     return encoders
+
+
+def _as_fraction(key: str, source) -> float:
+    """A [finetune_by_fraction] key ("1.0", "0.2") as a fraction."""
+    try:
+        return float(key)
+    except ValueError:
+        raise UserError(f"{source}: [finetune_by_fraction] key {key!r} is not a number; write "
+                        'the fraction as a quoted key, e.g. "1.0"') from None
 
 
 def _for_init(table: dict, init: str) -> dict:
@@ -207,7 +235,7 @@ def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, task: str, fractio
     if readout == "probe":
         _train_probe(spec, out, run, init_arg, task, fraction, draw)
     else:
-        overrides = _for_init(spec.finetune, init) | spec.finetune_by_init.get(init, {})
+        overrides = spec.finetune_overrides(init, fraction)
         if readout == "lpft":
             head = out / cell_name(task, init, "probe", fraction, draw)
             overrides = overrides | spec.lpft | {"head_init": str(head)}
