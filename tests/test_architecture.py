@@ -8,7 +8,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-ORCHESTRATORS = {"echoclr.commands.experiment", "echoclr.commands.demo"}  # run other commands
+ORCHESTRATORS = {"echoclr.commands.experiment", "echoclr.commands.demo",  # run other commands
+                 "echoclr.commands.experiment_spec"}  # checks tables against their configs
 
 
 def modules() -> dict[str, Path]:
