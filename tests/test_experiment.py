@@ -145,47 +145,45 @@ def test_probe_cells_are_fitted_and_scored_in_the_precision_they_are_given(tiny_
     assert "probe features bf16, evaluation bf16" in (out / "report.md").read_text()
 
 
-def test_a_shared_kinetics_weights_file_reaches_only_the_kinetics_cells(tmp_path, monkeypatch):
-    """`[finetune] weights` / `[probe] weights` name the Kinetics-400 file; the random and
-    pretrained cells of the same spec must not get it (finetune and probe refuse it there)."""
+@pytest.fixture
+def cell_config(tmp_path, monkeypatch):
+    """``config_of(spec, init, fraction, readout)``: the FinetuneConfig or ProbeConfig that
+    ``run_cell`` hands to fine-tuning or the probe, caught before anything trains."""
     import echoclr.commands.experiment as experiment
-
-    given = {}
 
     class Stop(Exception):
         pass
 
-    def record(cfg):
-        given[cfg.init, type(cfg).__name__] = cfg.weights
-        raise Stop
+    def stop(cfg):
+        raise Stop(cfg)
 
-    monkeypatch.setattr(experiment, "finetune", record)
-    monkeypatch.setattr(experiment, "probe", record)
+    monkeypatch.setattr(experiment, "finetune", stop)
+    monkeypatch.setattr(experiment, "probe", stop)
+
+    def config_of(spec, init, fraction, readout):
+        with pytest.raises(Stop) as caught:
+            experiment.run_cell(spec, tmp_path, {}, "lvh", fraction, 0, init, readout)
+        return caught.value.args[0]
+    return config_of
+
+
+def test_a_shared_kinetics_weights_file_reaches_only_the_kinetics_cells(tmp_path, cell_config):
+    """`[finetune] weights` / `[probe] weights` name the Kinetics-400 file; the random and
+    pretrained cells of the same spec must not get it (finetune and probe refuse it there)."""
     spec = ExperimentSpec.from_dict({"cache": str(tmp_path), "inits": ["random", "kinetics"],
                                      "finetune": {"weights": "k400.pt"},
                                      "probe": {"weights": "k400.pt"}})
+    given = {}
     for init in ("random", "kinetics"):
         for readout in ("finetune", "probe"):
-            with pytest.raises(Stop):
-                experiment.run_cell(spec, tmp_path, {}, "lvh", 1.0, 0, init, readout)
+            cfg = cell_config(spec, init, 1.0, readout)
+            given[cfg.init, type(cfg).__name__] = cfg.weights
     assert given == {("random", "FinetuneConfig"): None, ("random", "ProbeConfig"): None,
                      ("kinetics", "FinetuneConfig"): "k400.pt",
                      ("kinetics", "ProbeConfig"): "k400.pt"}
 
 
-def test_finetune_settings_by_fraction_sit_between_shared_and_per_init(tmp_path, monkeypatch):
-    import echoclr.commands.experiment as experiment
-
-    given = {}
-
-    class Stop(Exception):
-        pass
-
-    def record(cfg):
-        given[cfg.init, cfg.fraction] = (cfg.epochs, cfg.lr)
-        raise Stop
-
-    monkeypatch.setattr(experiment, "finetune", record)
+def test_finetune_settings_by_fraction_sit_between_shared_and_per_init(tmp_path, cell_config):
     spec = ExperimentSpec.from_toml(_toml(tmp_path / "s.toml", f"""
 cache = "{tmp_path}"
 fractions = [0.2, 1.0]
@@ -198,10 +196,11 @@ epochs = 32
 [finetune_by_init.kinetics]
 lr = 1e-4
 """))
+    given = {}
     for init in ("random", "kinetics"):
         for fraction in (0.2, 1.0):
-            with pytest.raises(Stop):
-                experiment.run_cell(spec, tmp_path, {}, "lvh", fraction, 0, init, "finetune")
+            cfg = cell_config(spec, init, fraction, "finetune")
+            given[cfg.init, cfg.fraction] = (cfg.epochs, cfg.lr)
     assert given == {("random", 0.2): (16, 1e-3), ("random", 1.0): (32, 1e-3),
                      ("kinetics", 0.2): (16, 1e-4), ("kinetics", 1.0): (32, 1e-4)}
 

@@ -58,13 +58,13 @@ def load_preset(name: str) -> dict:
                             "give the path of a .toml file shaped like configs/demo.toml") from None
         preset = tomllib.loads(text)
     missing = {"patients", "seed", "experiment"} - set(preset)
-    problems = [f"missing {sorted(missing)}"] if missing else []
-    for table, known in ((None, {"patients", "seed", "experiment", "synth", "ingest"}),
-                         ("synth", setting_names(SynthConfig)),
-                         ("ingest", setting_names(IngestConfig))):
-        unknown = set(preset.get(table, {}) if table else preset) - known
+    unknown = set(preset) - {"patients", "seed", "experiment", "synth", "ingest"}
+    problems = ([f"missing {sorted(missing)}"] if missing else []) + (
+        [f"unknown keys {sorted(unknown)}"] if unknown else [])
+    for table, config in (("synth", SynthConfig), ("ingest", IngestConfig)):
+        unknown = set(preset.get(table, {})) - setting_names(config)
         if unknown:
-            problems.append(f"unknown keys {sorted(unknown)}" + (f" in [{table}]" if table else ""))
+            problems.append(f"unknown keys {sorted(unknown)} in [{table}]")
     if problems:
         raise UserError(f"--preset {name}: {'; '.join(problems)} (shape it like "
                         "configs/demo.toml)")

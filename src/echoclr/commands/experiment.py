@@ -20,8 +20,8 @@ from pathlib import Path
 from echoclr.atomic import atomic_write_text
 from echoclr.commands.evaluate import EvaluateConfig, evaluate_run, val_studies_key, \
     write_evaluation
-from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.experiment_spec import READOUTS, ExperimentSpec, settings_for_init
+from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.pretrain import PretrainConfig, pretrain
 from echoclr.commands.probe import ProbeConfig, probe, probe_predictions
 from echoclr.data.cache import VideoCache
@@ -32,7 +32,6 @@ from echoclr.options import opt
 from echoclr.pretraining import METHODS
 from echoclr.runs import VAL_STUDIES, write_derived
 from echoclr.verdict import collect_results, pooled_table
-
 
 
 @dataclass(frozen=True)

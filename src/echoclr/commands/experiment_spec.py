@@ -78,7 +78,7 @@ class ExperimentSpec:
                                 f"`echoclr {command} --help` for its settings")
         fractions = data.get("fractions", cls.fractions)
         for key in data.get("finetune_by_fraction", {}):
-            if not any(abs(_as_fraction(key, source) - f) < 1e-9 for f in fractions):
+            if not any(same_fraction(_as_fraction(key, source), f) for f in fractions):
                 raise UserError(f"{source}: [finetune_by_fraction] key {key!r} is not one of "
                                 f"the fractions {list(fractions)}")
         by_init = data.get("readouts_by_init", {})
@@ -106,10 +106,8 @@ class ExperimentSpec:
     def finetune_overrides(self, init: str, fraction: float) -> dict:
         """FinetuneConfig overrides of one cell: [finetune] (its Kinetics weights for the
         kinetics init only) ← [finetune_by_fraction] ← [finetune_by_init]."""
-        by_fraction = {}
-        for key, table in self.finetune_by_fraction.items():
-            if abs(float(key) - fraction) < 1e-9:
-                by_fraction = table
+        by_fraction = next((table for key, table in self.finetune_by_fraction.items()
+                            if same_fraction(float(key), fraction)), {})
         return (settings_for_init(self.finetune, init) | by_fraction
                 | self.finetune_by_init.get(init, {}))
 
@@ -123,7 +121,7 @@ class ExperimentSpec:
         subset); 0 where ``only_at`` keeps the readout to other fractions."""
         for key in (f"{init}/{readout}", readout):
             if key in self.only_at:
-                if not any(abs(fraction - f) < 1e-9 for f in self.only_at[key]):
+                if not any(same_fraction(fraction, f) for f in self.only_at[key]):
                     return 0
                 break
         if fraction >= 1:
@@ -131,6 +129,11 @@ class ExperimentSpec:
         if readout == "probe" or self.finetune_draws is None:
             return self.draws
         return self.finetune_draws
+
+
+def same_fraction(a: float, b: float) -> bool:
+    """Two label fractions are one (a TOML key "0.1" and the list's 0.1 need not be bit-equal)."""
+    return abs(a - b) < 1e-9
 
 
 def _as_fraction(key: str, source) -> float:
