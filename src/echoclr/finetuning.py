@@ -25,6 +25,7 @@ from echoclr.losses import smoothed_bce, smoothed_ce
 from echoclr.metrics import aggregate_by_study
 from echoclr.models import Classifier
 from echoclr.runs import autocast
+from echoclr.step_guard import StepGuard
 from echoclr.view_model import macro_auroc
 from echoclr.weights import atomic_torch_save, load_weights
 
@@ -76,8 +77,12 @@ def param_groups(model: Classifier, cfg, *, frozen: bool) -> list[dict]:
 
 def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.device,
                pos_weight: float, generator: torch.Generator, frozen: bool = False,
-               class_weight: torch.Tensor | None = None) -> float:
+               class_weight: torch.Tensor | None = None, guard: StepGuard | None = None
+               ) -> float:
     """One optimizer step on a batch {"clip": uint8 (B, T, H, W), "label": (B,)}; returns the loss.
+
+    ``guard``: skips the update when the loss or a gradient is not finite (see
+    :mod:`echoclr.step_guard`); without it the step is taken as is.
 
     ``frozen``: the encoder runs without gradients (linear probe / head-only epochs).
     ``class_weight``: (K,) for a multi-class model (labels are class indices): the loss is
@@ -86,6 +91,8 @@ def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.
     clips = minmax_scale(batch["clip"].to(device))
     if cfg.augment:
         clips = augment_clips(clips, generator=generator)
+    if guard is not None:
+        guard.before_forward()
     with autocast(device, cfg.precision):
         x = to_model_input(clips)
         logits = model.forward_frozen(x) if frozen else model(x)
@@ -97,14 +104,17 @@ def train_step(model: Classifier, optimizer, batch: dict, cfg, *, device: torch.
         loss = smoothed_bce(logits, labels, pos_weight=pos_weight, smoothing=cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    if guard is None:
+        optimizer.step()
+    else:
+        guard.step(optimizer, loss)
     return loss.item()
 
 
 def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, step: int,
                     device: torch.device, pos_weight: float, generator: torch.Generator,
-                    frozen: bool, on_step=None, class_weight: torch.Tensor | None = None
-                    ) -> tuple[list[float], int]:
+                    frozen: bool, on_step=None, class_weight: torch.Tensor | None = None,
+                    guard: StepGuard | None = None) -> tuple[list[float], int]:
     """One pass over ``loader`` (or up to ``cfg.max_steps`` steps in all, counting ``step``
     done before); ``frozen`` keeps the encoder and its BatchNorm statistics fixed.
 
@@ -119,7 +129,7 @@ def train_one_epoch(model: Classifier, optimizer, loader: DataLoader, cfg, *, st
     for batch in loader:
         losses.append(train_step(model, optimizer, batch, cfg, device=device,
                                  pos_weight=pos_weight, generator=generator, frozen=frozen,
-                                 class_weight=class_weight))
+                                 class_weight=class_weight, guard=guard))
         step += 1
         if on_step is not None:
             on_step()

@@ -23,11 +23,16 @@ from dataclasses import dataclass
 import torch
 
 from echoclr.data.transforms import (
-    MAX_REORDER_CLIP_LEN, augment_clips, minmax_scale, permute_frames, to_model_input,
+    MAX_REORDER_CLIP_LEN,
+    augment_clips,
+    minmax_scale,
+    permute_frames,
+    to_model_input,
 )
 from echoclr.errors import UserError
 from echoclr.losses import nt_xent, reorder_loss, retrieval_accuracy
 from echoclr.runs import autocast
+from echoclr.step_guard import StepGuard
 
 METHODS = ("echoclr", "mi-simclr", "simclr")
 SCHEDULES = ("constant", "cosine")  # learning rate after warm-up: lr_at
@@ -89,7 +94,8 @@ def plan_of(cfg) -> PretrainPlan:
         UserError: naming the setting (as its flag) and what it may be.
     """
     if cfg.method not in METHODS:
-        raise UserError(f"--method {cfg.method}: unknown method {cfg.method!r}; choose from {METHODS}")
+        raise UserError(f"--method {cfg.method}: unknown method {cfg.method!r}; choose from "
+                        f"{METHODS}")
     if cfg.schedule not in SCHEDULES:
         raise UserError(f"--schedule {cfg.schedule}: unknown learning-rate schedule; choose "
                          f"from {SCHEDULES}")
@@ -170,8 +176,11 @@ def make_views(batch: dict, cfg, step: int, device: torch.device, *, rank: int =
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict, cfg, *,
                step: int, total_steps: int, device: torch.device, monitor: CollapseMonitor,
-               rank: int = 0) -> tuple[dict[str, float], int]:
+               rank: int = 0, guard: StepGuard | None = None) -> tuple[dict[str, float], int]:
     """One optimizer step on a batch of pairs {"clip_a", "clip_b": uint8 (B, T, H, W), "study"}.
+
+    ``guard``: skips the update when the loss or a gradient is not finite (the commands always
+    pass one; without it the step is taken as is).
 
     Returns:
         this process's metrics (nt_xent, retrieval_acc, [reorder_loss, reorder_acc], loss) and
@@ -181,6 +190,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
     for group in optimizer.param_groups:
         group["lr"] = lr_at(cfg, step, total_steps)
     x, study, perm = make_views(batch, cfg, step, device, rank=rank)
+    if guard is not None:
+        guard.before_forward()
     with autocast(device, cfg.precision):
         _, z, order_logits = model(x)
     b = study.shape[0]
@@ -200,7 +211,10 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
         metrics["reorder_acc"] = (order_logits.argmax(1) == perm).float().mean().item()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    if guard is None:
+        optimizer.step()
+    else:
+        guard.step(optimizer, loss)
     metrics["loss"] = loss.item()
     monitor.update(logits.detach(), z[:2 * b].detach())
     return metrics, x.shape[0]
@@ -209,7 +223,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: 
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loader, cfg, *,
                     epoch: int, step: int, skip: int, total_steps: int, device: torch.device,
                     monitor: CollapseMonitor,
-                    after_step: Callable[[int, int, int, dict, int], None], rank: int = 0) -> int:
+                    after_step: Callable[[int, int, int, dict, int], None], rank: int = 0,
+                    guard: StepGuard | None = None) -> int:
     """Train on the rest of one epoch (its first ``skip`` batches were done before a resume), or
     until ``total_steps``; returns the step reached.
 
@@ -219,7 +234,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, lo
     for batch_in_epoch, batch in enumerate(loader, start=skip):
         metrics, n_clips = train_step(model, optimizer, batch, cfg, step=step,
                                       total_steps=total_steps, device=device, monitor=monitor,
-                                      rank=rank)
+                                      rank=rank, guard=guard)
         step += 1
         after_step(step, epoch, batch_in_epoch, metrics, n_clips)
         if step >= total_steps:

@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -154,17 +155,30 @@ def seed_everything(seed: int) -> None:
 
 
 @functools.lru_cache(maxsize=1)  # autocast() asks on every step: read /proc/cpuinfo once
-def cpu_has_fast_bf16() -> bool:
-    """True on CPUs with AMX-bf16 or AVX512-bf16 instructions (Linux /proc/cpuinfo flags).
+def cpu_bf16_kind(cpuinfo: str | None = None) -> str | None:
+    """How this CPU runs bf16: "amx" (AMX-bf16), "avx512" (AVX512-bf16 only) or None (emulated:
+    measured 9 vs 187 clips/s against fp32 for r3d_tiny training on an AVX2-only EPYC).
 
-    Without them oneDNN emulates bf16 and autocast is far slower than fp32: measured 9 vs 187
-    clips/s for r3d_tiny training on an AVX2-only EPYC (benchmarks/bench_precision.py).
+    Args:
+        cpuinfo: the text of /proc/cpuinfo (read when None; Linux only).
     """
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            flags = set(value.split())
+            break
+    return "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with AMX-bf16 or AVX512-bf16 instructions (bf16 not emulated)."""
+    return cpu_bf16_kind() is not None
 
 
 def machine_description() -> str:
@@ -182,18 +196,33 @@ def machine_description() -> str:
         pass
     kinds = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags.split()]
     simd = ", ".join(kinds) if kinds else "no AVX2"
-    bf16 = "bf16 fast" if cpu_has_fast_bf16() else "bf16 emulated"
+    bf16 = {"amx": "bf16 fast", "avx512": "bf16 via AVX512, auto picks fp32"}.get(
+        cpu_bf16_kind(), "bf16 emulated")
     return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}"
             + (f", CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
 
 
+BF16_UNSOUND = ("bf16 on a CPU with AVX512-bf16 but no AMX: here oneDNN's bf16 Conv3d weight "
+                "gradient was measured inf/NaN or wrong (run benchmarks/bench_bf16_faults.py); "
+                "non-finite steps are skipped, wrong finite ones cannot be seen: prefer "
+                "--precision fp32")
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` → bf16 where the hardware runs it fast (CUDA with bf16, AMX CPUs), else fp32."""
+    """``auto`` → bf16 where the hardware runs it fast and sound (CUDA with bf16, AMX CPUs),
+    else fp32.
+
+    Not on a CPU with AVX512-bf16 but no AMX: there oneDNN's bf16 Conv3d weight gradient came
+    back inf/NaN in 88 of 400 calls (AMD EPYC, torch 2.14.1; :mod:`echoclr.step_guard`), for
+    1.5x the fp32 speed (benchmarks/bench_precision.py). ``--precision bf16`` still runs it.
+    """
+    if precision == "bf16" and device.type == "cpu" and cpu_bf16_kind() == "avx512":
+        warnings.warn(BF16_UNSOUND, stacklevel=2)
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_fast_bf16() else "fp32"
+    return "bf16" if cpu_bf16_kind() == "amx" else "fp32"
 
 
 def autocast(device: torch.device, precision: str):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +50,11 @@ from echoclr.runs import (
     JsonlLog,
     clear_model_outputs,
     pick_device,
+    resolve_precision,
     seed_everything,
     write_config,
 )
+from echoclr.step_guard import StepGuard
 from echoclr.weights import save_classifier
 
 SELECT_ON = ("val_loss", "val_auroc")
@@ -200,6 +203,8 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
     the best state (None when no validation loss was a number)."""
     stopper = EarlyStopping(cfg.patience, start=cfg.min_epochs)
     start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator)
+    guard = StepGuard(model, what=f"finetune {cfg.out}",
+                      precision=resolve_precision(cfg.precision, device))
     bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), initial=step,
                disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
     for epoch in range(start, cfg.epochs):
@@ -212,10 +217,11 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
         losses, step = train_one_epoch(model, optimizer, loader, cfg, step=step, device=device,
                                        pos_weight=pos_weight, generator=generator,
                                        frozen=frozen, on_step=lambda: bar.update(1),
-                                       class_weight=class_weight)
+                                       class_weight=class_weight, guard=guard)
         if epoch < stopper.start:  # never kept: not validated (at 50 studies a third of the
             # epoch's time is the validation pass)
-            log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), best=False)
+            log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)), best=False,
+                      skipped_steps=guard.skipped)
         else:
             val_loss, val_auroc = validate(model, cache, val, cfg, device, pos_weight, classes,
                                            class_weight)
@@ -225,12 +231,15 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
             if improved:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             log.write(epoch=epoch, step=step, train_loss=float(np.mean(losses)),
-                      val_loss=val_loss, val_auroc=val_auroc, best=improved)
+                      val_loss=val_loss, val_auroc=val_auroc, best=improved,
+                      skipped_steps=guard.skipped)
             bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
         save_checkpoint(Path(cfg.out) / CHECKPOINT, model=model, optimizer=optimizer,
                         epoch=epoch, step=step, stopper=stopper, best_state=best_state,
                         generator=generator, settings=resume_settings(cfg))
     bar.close()
+    if guard.summary():
+        warnings.warn(guard.summary(), stacklevel=2)
     return stopper, best_state
 
 

@@ -37,6 +37,7 @@ from echoclr.pretraining import (
     train_one_epoch,
 )
 from echoclr.runs import JsonlLog, resolve_precision, write_config
+from echoclr.step_guard import StepGuard
 from echoclr.weights import atomic_torch_save, load_weights, save_encoder
 
 
@@ -116,17 +117,22 @@ def pretrain(cfg: PretrainConfig) -> Path:
                                 "n_train_studies": int(rows["study_id"].nunique())})
     train_model = _wrap(model, cfg, info)
     monitor = CollapseMonitor()
+    guard = StepGuard(train_model, what=f"pretrain {out}",
+                      precision=resolve_precision(cfg.precision, info.device))
     recorder = StepRecorder(cfg, model, optimizer, log, info, monitor, start=step,
-                            total_steps=total_steps, steps_per_epoch=len(loader))
+                            total_steps=total_steps, steps_per_epoch=len(loader), guard=guard)
     train_model.train()
     while step < total_steps:
         sampler.set_epoch(epoch)
         sampler.set_start(skip * loader.batch_size)
         step = train_one_epoch(train_model, optimizer, loader, cfg, epoch=epoch, step=step,
                                skip=skip, total_steps=total_steps, device=info.device,
-                               monitor=monitor, after_step=recorder, rank=info.rank)
+                               monitor=monitor, after_step=recorder, rank=info.rank,
+                               guard=guard)
         epoch, skip = epoch + 1, 0
     recorder.close()
+    if guard.summary() and info.is_main:
+        warnings.warn(guard.summary(), stacklevel=2)
     return _export(cfg, plan, model, cache, log, monitor, info)
 
 
@@ -191,9 +197,9 @@ class StepRecorder:
 
     def __init__(self, cfg: PretrainConfig, model, optimizer, log: JsonlLog, info: DistInfo,
                  monitor: CollapseMonitor, *, start: int, total_steps: int,
-                 steps_per_epoch: int):
+                 steps_per_epoch: int, guard: StepGuard | None = None):
         self.cfg, self.model, self.optimizer, self.log = cfg, model, optimizer, log
-        self.info, self.monitor = info, monitor
+        self.info, self.monitor, self.guard = info, monitor, guard
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.bar = tqdm(total=total_steps, initial=start, unit="step",
                         desc=f"pretrain {cfg.method}", disable=not (cfg.progress and info.is_main))
@@ -207,6 +213,8 @@ class StepRecorder:
             rate = self.clips_seen / (time.perf_counter() - self.tic)
             row = {k: distributed.all_reduce_mean(v) for k, v in metrics.items()}
             row |= {"chance_nt_xent": self.monitor.chance, "clips_per_s": round(rate, 1)}
+            if self.guard is not None:  # this process's run so far: the same on every process
+                row["skipped_steps"] = self.guard.skipped
             self.log.write(step=step, epoch=epoch, lr=lr_at(cfg, step - 1, self.total_steps), **row)
             self.bar.set_postfix({k: f"{v:.3g}" for k, v in row.items() if k != "chance_nt_xent"})
         self.bar.update(1)

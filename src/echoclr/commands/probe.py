@@ -22,6 +22,7 @@ from scipy.special import expit
 from echoclr.data.cache import VideoCache
 from echoclr.data.categorical import CLASS_COLUMN, readout_view, videos_per_class
 from echoclr.data.selection import select_task_rows, studies_fingerprint
+from echoclr.errors import UserError
 from echoclr.features import clip_features
 from echoclr.inits import check_init, init_encoder
 from echoclr.models import Classifier
@@ -114,6 +115,11 @@ def probe(cfg: ProbeConfig) -> Path:
                       period=cfg.period, clips=cfg.clips,
                       store=cfg.features or out / "features", device=device,
                       precision=cfg.precision, batch_size=cfg.batch_size)
+    bad = int((~np.isfinite(h).reshape(len(h), -1).all(axis=1)).sum())
+    if bad:
+        raise UserError(f"--init {cfg.init}: the features of {bad} of {len(h)} training videos "
+                        "are not finite, so the encoder's weights hold inf/NaN (a diverged "
+                        "pretraining): pretrain it again, with --precision fp32 if it was bf16")
     if classes is None:
         x, y, patients = study_table(train, h.mean(axis=1), cfg.task)
         fit = fit_probe(x, y, patients, folds=cfg.folds, seed=cfg.seed)
