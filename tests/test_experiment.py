@@ -95,6 +95,7 @@ def test_experiment_runs_every_cell_pools_the_draws_and_resumes(tiny_cache, tmp_
     text = report.read_text()
     assert text.index("## Verdict") < text.index("## lvh — test")
     assert "on the validation studies" in text  # the selection rule is written down
+    assert "Training steps skipped for a non-finite loss or gradient: none." in text
     assert (out / "label_efficiency.png").stat().st_size > 1000
     # A re-run skips finished cells and pretraining: nothing is rewritten.
     done = sorted(out.glob("*/*/*/*/done.json"))

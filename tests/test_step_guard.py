@@ -190,3 +190,21 @@ def test_the_step_guard_costs_no_reproducibility():
                 optimizer.step()
         states.append(snapshot(model))
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_the_report_names_every_run_that_skipped_steps(tmp_path):
+    from echoclr.report import skipped_line, skipped_steps
+
+    def log(folder, counts):
+        run = tmp_path / folder
+        run.mkdir(parents=True)
+        JsonlLog(run / "log.jsonl").write(step=0)  # a row from before the guard counted
+        for n in counts:
+            JsonlLog(run / "log.jsonl").write(skipped_steps=n)
+
+    log("pretrain/echoclr", [0, 0])
+    log("lvh/random/finetune/frac0.2_draw1", [0, 2, 3])
+    log("lvh/random/finetune/frac0.2_draw2", [])
+    assert skipped_steps(tmp_path) == {"lvh/random/finetune/frac0.2_draw1": 3}
+    assert "in 1 run: `lvh/random/finetune/frac0.2_draw1` (3)" in skipped_line(tmp_path)
+    assert skipped_line(tmp_path / "pretrain").endswith(": none.")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write_text
-from echoclr.runs import machine_description, pick_device, resolve_precision
+from echoclr.runs import JsonlLog, machine_description, pick_device, resolve_precision
 
 
 def mean_sd(values, digits: int = 2) -> str:
@@ -101,6 +101,28 @@ def precision_of(out: Path, spec) -> str:
     return ", ".join(f"{stage} {value}" for stage, value in stages.items())
 
 
+def skipped_steps(out: Path) -> dict[str, int]:
+    """Run folders under ``out`` (pretraining, cells) whose training skipped steps for a
+    non-finite loss or gradient (:mod:`echoclr.step_guard`): folder → steps skipped, as the last
+    log row that counts them says."""
+    found = {}
+    for path in sorted(Path(out).rglob("log.jsonl")):
+        counts = [row["skipped_steps"] for row in JsonlLog(path).rows() if "skipped_steps" in row]
+        if counts and counts[-1]:
+            found[path.parent.relative_to(out).as_posix()] = int(counts[-1])
+    return found
+
+
+def skipped_line(out: Path) -> str:
+    skipped = skipped_steps(out)
+    if not skipped:
+        return "Training steps skipped for a non-finite loss or gradient: none."
+    runs = ", ".join(f"`{run}` ({n})" for run, n in skipped.items())
+    return (f"Training steps skipped for a non-finite loss or gradient (echoclr.step_guard; "
+            f"the weights stayed those of the step before), in {len(skipped)} "
+            f"run{'s' if len(skipped) > 1 else ''}: {runs}.")
+
+
 def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -> str:
     """Write report.md (the pooled verdict first) and label_efficiency.png; returns the text."""
     from echoclr.plots import plot_label_efficiency
@@ -113,7 +135,8 @@ def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -
              "draw), every init trained on the same labeled studies at each draw. "
              f"Reference init: `{spec.reference}`. ΔAUROC (mean over the draws) and p pooled: "
              f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", "",
-             f"Machine: {machine_description()}; precision {precision_of(out, spec)}.", ""]
+             f"Machine: {machine_description()}; precision {precision_of(out, spec)}.", "",
+             skipped_line(out), ""]
     if results.empty or pooled.empty:
         parts.append("No finished cells yet.")
     else:
