@@ -160,9 +160,11 @@ def test_cpu_bf16_kind_reads_the_flags():
 def test_auto_precision_runs_bf16_on_a_cpu_only_with_amx(monkeypatch, kind, auto):
     monkeypatch.setattr(runs, "cpu_bf16_kind", lambda cpuinfo=None: kind)
     assert resolve_precision("auto", CPU) == auto
+    runs.warn_bf16_unsound.cache_clear()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert resolve_precision("bf16", CPU) == "bf16"  # asked for, it runs ...
+        resolve_precision("bf16", CPU)  # once a process, not at every stage
     # ... with a warning where its Conv3d gradient was measured wrong
     assert [str(w.message) for w in caught] == ([runs.BF16_UNSOUND] if kind == "avx512" else [])
 

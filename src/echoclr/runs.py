@@ -208,6 +208,12 @@ BF16_UNSOUND = ("bf16 on a CPU with AVX512-bf16 but no AMX: here oneDNN's bf16 C
                 "--precision fp32")
 
 
+@functools.cache
+def warn_bf16_unsound() -> None:
+    """:data:`BF16_UNSOUND`, once a process (every stage resolves its precision)."""
+    warnings.warn(BF16_UNSOUND, stacklevel=3)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` → bf16 where the hardware runs it fast and sound (CUDA with bf16, AMX CPUs),
     else fp32.
@@ -217,7 +223,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     1.5x the fp32 speed (benchmarks/bench_precision.py). ``--precision bf16`` still runs it.
     """
     if precision == "bf16" and device.type == "cpu" and cpu_bf16_kind() == "avx512":
-        warnings.warn(BF16_UNSOUND, stacklevel=2)
+        warn_bf16_unsound()
     if precision != "auto":
         return precision
     if device.type == "cuda":
