@@ -96,6 +96,13 @@ def test_experiment_runs_every_cell_pools_the_draws_and_resumes(tiny_cache, tmp_
     assert text.index("## Verdict") < text.index("## lvh — test")
     assert "on the validation studies" in text  # the selection rule is written down
     assert "Training steps skipped for a non-finite loss or gradient: none." in text
+    # All labels are one draw: its p is flagged as covering the test studies only.
+    full = pooled[(pooled["fraction"] == 1.0) & (pooled["readout"] == "best")
+                  & pooled["versus"].notna()]
+    assert (full["n_compared_draws"] == 1).all() and full["note"].str.startswith("one label").all()
+    verdict = text[text.index("## Verdict"):text.index("## lvh — test")]
+    assert verdict.count(" † |") == len(full) and "† One training run per init" in verdict
+    assert not str(half.loc[("echoclr", "best"), "note"]).startswith("one label")  # 2 draws
     assert (out / "label_efficiency.png").stat().st_size > 1000
     # A re-run skips finished cells and pretraining: nothing is rewritten.
     done = sorted(out.glob("*/*/*/*/done.json"))

@@ -47,10 +47,14 @@ def verdict_table(pooled: pd.DataFrame) -> str:
             f"{r['delta_mean']:+.3f} [{r['delta_ci_low']:+.3f}, {r['delta_ci_high']:+.3f}]")
         won = "—" if r["draws_won"] != r["draws_won"] else \
             f"{int(r['draws_won'])}/{int(r['n_compared_draws'])}"
+        one_run = r["n_compared_draws"] == 1
         lines.append(f"| {r['task']} | {r['split']} | {r['fraction']:.0%} "
                      f"({int(r['n_labeled_studies'])}) | {r['init']} ({r['chosen']}) | "
                      f"{r['auroc_mean']:.3f} ± {np.nan_to_num(r['auroc_sd']):.3f} | {ref_text} | "
-                     f"{delta} | {won} | {_p_text(r['p_pooled'])} |")
+                     f"{delta} | {won} | {_p_text(r['p_pooled'])}{' †' if one_run else ''} |")
+    if (best["n_compared_draws"] == 1).any():
+        lines += ["", "† One training run per init: this p covers the test studies only, not "
+                      "the run-to-run noise of training, so it overstates the evidence."]
     return "\n".join(lines)
 
 

@@ -117,6 +117,10 @@ def _val_scores(out: Path, block: pd.DataFrame, init: str, options: list[str]):
     return (y, scores) if y is not None and len(np.unique(y)) == 2 else None
 
 
+ONE_DRAW = ("one label draw (e.g. all labels): p covers the test studies only, not the "
+            "run-to-run noise of training")
+
+
 def _compare(y, a: dict, b: dict) -> dict:
     draws = sorted(set(a) & set(b))
     if not draws:
@@ -127,7 +131,8 @@ def _compare(y, a: dict, b: dict) -> dict:
         return {"note": str(err)}
     return {"delta_mean": r["delta_mean"], "delta_ci_low": r["ci_low"],
             "delta_ci_high": r["ci_high"], "draws_won": r["draws_won"],
-            "p_pooled": r["p_pooled"], "n_compared_draws": len(draws), "note": ""}
+            "p_pooled": r["p_pooled"], "n_compared_draws": len(draws),
+            "note": ONE_DRAW if len(draws) == 1 else ""}
 
 
 def pooled_table(results: pd.DataFrame, out: Path, *, reference: str,
