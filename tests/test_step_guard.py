@@ -154,6 +154,9 @@ def test_cpu_bf16_kind_reads_the_flags():
     assert cpu_bf16_kind(CPUINFO.format("avx512_bf16 amx_bf16 amx_tile")) == "amx"
     assert cpu_bf16_kind(CPUINFO.format("avx512f avx512_bf16")) == "avx512"
     assert cpu_bf16_kind(CPUINFO.format("")) is None
+    assert runs.parse_cpuinfo(CPUINFO.format("avx2")) == ("Some CPU",
+                                                          frozenset({"fpu", "sse2", "avx2"}))
+    assert runs.parse_cpuinfo("processor\t: 0\n") == ("unknown CPU", frozenset())
 
 
 @pytest.mark.parametrize(("kind", "auto"), [("amx", "bf16"), ("avx512", "fp32"), (None, "fp32")])

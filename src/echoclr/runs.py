@@ -154,25 +154,35 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
+    """The first ``model name`` ("unknown CPU" without one) and ``flags`` of /proc/cpuinfo."""
+    model, flags = "unknown CPU", None
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown CPU":
+            model = value.strip()
+        if key.strip() == "flags" and flags is None:
+            flags = frozenset(value.split())
+    return model, flags or frozenset()
+
+
 @functools.lru_cache(maxsize=1)  # autocast() asks on every step: read /proc/cpuinfo once
+def cpu_model_and_flags() -> tuple[str, frozenset[str]]:
+    """This CPU's model name and flags (Linux; "unknown CPU" and none elsewhere)."""
+    try:
+        return parse_cpuinfo(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return "unknown CPU", frozenset()
+
+
 def cpu_bf16_kind(cpuinfo: str | None = None) -> str | None:
     """How this CPU runs bf16: "amx" (AMX-bf16), "avx512" (AVX512-bf16 only) or None (emulated:
     measured 9 vs 187 clips/s against fp32 for r3d_tiny training on an AVX2-only EPYC).
 
     Args:
-        cpuinfo: the text of /proc/cpuinfo (read when None; Linux only).
+        cpuinfo: the text of a /proc/cpuinfo; None: this machine's.
     """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return None
-    flags = set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "flags":
-            flags = set(value.split())
-            break
+    flags = (cpu_model_and_flags() if cpuinfo is None else parse_cpuinfo(cpuinfo))[1]
     return "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else None
 
 
@@ -184,17 +194,8 @@ def cpu_has_fast_bf16() -> bool:
 def machine_description() -> str:
     """The CPU (model name, core count, bf16 support) and torch version, for reports: figures
     and numerics depend on it (bf16 is fast only with AMX/AVX512-bf16)."""
-    model, flags = "unknown CPU", ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model == "unknown CPU":
-                model = value.strip()
-            if key.strip() == "flags" and not flags:
-                flags = value
-    except OSError:
-        pass
-    kinds = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags.split()]
+    model, flags = cpu_model_and_flags()
+    kinds = [f for f in ("amx_bf16", "avx512_bf16", "avx2") if f in flags]
     simd = ", ".join(kinds) if kinds else "no AVX2"
     bf16 = {"amx": "bf16 fast", "avx512": "bf16 via AVX512, auto picks fp32"}.get(
         cpu_bf16_kind(), "bf16 emulated")

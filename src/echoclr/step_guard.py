@@ -46,9 +46,11 @@ class StepGuard:
 
     def finite(self, loss: torch.Tensor) -> bool:
         """Whether the loss and every gradient are finite, on every process."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        ok = bool(torch.isfinite(loss).all()) and all(bool(torch.isfinite(g).all())
-                                                      for g in grads)
+        # One flag, read once: a bool() per parameter would be a device sync each on a GPU.
+        flags = [torch.isfinite(loss).all()] + [torch.isfinite(p.grad).all()
+                                                for p in self.model.parameters()
+                                                if p.grad is not None]
+        ok = bool(torch.stack(flags).all())
         return distributed.all_reduce_mean(float(ok)) == 1.0
 
     def step(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:

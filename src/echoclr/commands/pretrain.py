@@ -109,16 +109,15 @@ def pretrain(cfg: PretrainConfig) -> Path:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = JsonlLog(out / "log.jsonl", enabled=info.is_main)
     step, epoch, skip = _resume(cfg, model, optimizer, log, info, total_steps)
+    precision = resolve_precision(cfg.precision, info.device)
     if info.is_main:
         write_config(cfg, out, {"world_size": info.world_size, "steps_per_epoch": len(loader),
-                                "precision_resolved": resolve_precision(cfg.precision,
-                                                                        info.device),
+                                "precision_resolved": precision,
                                 "total_steps": total_steps, "n_train_videos": len(rows),
                                 "n_train_studies": int(rows["study_id"].nunique())})
     train_model = _wrap(model, cfg, info)
     monitor = CollapseMonitor()
-    guard = StepGuard(train_model, what=f"pretrain {out}",
-                      precision=resolve_precision(cfg.precision, info.device))
+    guard = StepGuard(train_model, what=f"pretrain {out}", precision=precision)
     recorder = StepRecorder(cfg, model, optimizer, log, info, monitor, start=step,
                             total_steps=total_steps, steps_per_epoch=len(loader), guard=guard)
     train_model.train()
