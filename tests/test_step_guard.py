@@ -4,6 +4,7 @@ too many stop the run with the flag to change; pretrain, finetune and probe wire
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 import echoclr.finetuning
 import echoclr.pretraining
+from _model_fixtures import crash_after_epoch
 from echoclr import runs
 from echoclr.commands.finetune import FinetuneConfig, finetune
 from echoclr.commands.pretrain import PretrainConfig, pretrain
@@ -132,6 +134,41 @@ def test_finetuning_skips_a_nan_step_and_logs_it(tiny_cache, tmp_path, monkeypat
     assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+def test_pretraining_resumed_counts_the_steps_skipped_before_the_kill(tiny_cache, tmp_path,
+                                                                      monkeypatch):
+    monkeypatch.setattr(echoclr.pretraining, "nt_xent",
+                        nan_on_call(echoclr.pretraining.nt_xent, {2}))
+    cfg = PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), encoder="r3d_tiny",
+                         width=4, batch_size=4, max_steps=3, workers=0, log_every=1,
+                         checkpoint_every=2, progress=False, clip_len=4, period=2,
+                         precision="fp32")
+    with pytest.warns(UserWarning, match="1 of 3 steps"):
+        pretrain(cfg)  # "killed" after step 3, its checkpoint written
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["guard"] == {"steps": 3, "skipped": 1}
+    monkeypatch.setattr(echoclr.pretraining, "nt_xent",
+                        nan_on_call(echoclr.pretraining.nt_xent, set()))
+    with pytest.warns(UserWarning, match="1 of 5 steps"):  # the whole run, not since resume
+        pretrain(dataclasses.replace(cfg, max_steps=5, resume=True))
+    rows = JsonlLog(tmp_path / "run" / "log.jsonl").rows()
+    assert [r["skipped_steps"] for r in rows] == [0, 1, 1, 1, 1]
+
+
+def test_finetuning_resumed_counts_the_steps_skipped_before_the_kill(tiny_cache, tmp_path,
+                                                                     monkeypatch):
+    monkeypatch.setattr(echoclr.finetuning, "smoothed_bce",
+                        nan_on_call(echoclr.finetuning.smoothed_bce, {1}))
+    cfg = FinetuneConfig(cache=str(tiny_cache), out=str(tmp_path / "ft"), task="lvh",
+                         encoder="r3d_tiny", width=4, clip_len=4, epochs=3, batch_size=4,
+                         workers=0, progress=False, precision="fp32", min_epochs=0)
+    crash_after_epoch(cfg, monkeypatch, 0)
+    monkeypatch.undo()  # the crash and the NaN: the resumed epochs are clean
+    with pytest.warns(UserWarning, match=r"finetune .*: 1 of \d+ steps"):
+        run = finetune(dataclasses.replace(cfg, resume=True))
+    rows = [r for r in JsonlLog(run / "log.jsonl").rows() if "epoch" in r]
+    assert [r["skipped_steps"] for r in rows] == [1, 1, 1]
+
+
 def test_probe_of_an_encoder_with_nan_weights_is_one_clear_error(tiny_cache, tmp_path):
     encoder, meta = load_encoder(pretrain(PretrainConfig(
         cache=str(tiny_cache), out=str(tmp_path / "pre"), encoder="r3d_tiny", width=4,
@@ -170,6 +207,19 @@ def test_auto_precision_runs_bf16_on_a_cpu_only_with_amx(monkeypatch, kind, auto
         resolve_precision("bf16", CPU)  # once a process, not at every stage
     # ... with a warning where its Conv3d gradient was measured wrong
     assert [str(w.message) for w in caught] == ([runs.BF16_UNSOUND] if kind == "avx512" else [])
+
+
+def test_bf16_with_onednn_capped_to_avx2_runs_without_the_warning(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN run the kernels whose bf16 gradient was sound."""
+    monkeypatch.setattr(runs, "cpu_bf16_kind", lambda cpuinfo=None: "avx512")
+    for isa, warned in (("avx2", False), ("AVX512_CORE", True), ("ALL", True)):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+        runs.warn_bf16_unsound.cache_clear()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert resolve_precision("bf16", CPU) == "bf16"
+        assert bool(caught) == warned, isa
+        assert ("ONEDNN_MAX_CPU_ISA=" in runs.machine_description()) == (isa != "ALL")
 
 
 def test_machine_description_says_what_auto_picks(monkeypatch):

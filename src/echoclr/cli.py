@@ -232,7 +232,7 @@ def _report(command: str, result) -> int:
         what = f"macro AUROC over {', '.join(result['classes'])}" if level == "video" \
             else "study AUROC"
         print(f"{what} {s['value']:.3f} [{s['ci_low']:.3f}, {s['ci_high']:.3f}] "
-              f"({n} {level}s{flag})")
+              f"({n} {'videos' if level == 'video' else 'studies'}{flag})")
         for warning in result["warnings"]:
             print(f"warning: {warning}")
         return 0

@@ -153,14 +153,17 @@ def resume_settings(cfg) -> dict:
 
 def save_checkpoint(path: Path, *, model: Classifier, optimizer, epoch: int, step: int,
                     stopper: EarlyStopping, best_state: dict | None,
-                    generator: torch.Generator, settings: dict) -> None:
-    """Write the state after the finished ``epoch`` (atomically: a kill leaves the last one)."""
+                    generator: torch.Generator, settings: dict,
+                    guard: dict | None = None) -> None:
+    """Write the state after the finished ``epoch`` (atomically: a kill leaves the last one);
+    ``guard``: the step guard's counters (:meth:`echoclr.step_guard.StepGuard.state_dict`)."""
     rng = {"cpu": torch.get_rng_state(), "generator": generator.get_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         rng["cuda"] = torch.cuda.get_rng_state_all()
     atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                        "epoch": epoch, "step": step, "stopper": stopper.state_dict(),
-                       "best_state": best_state, "rng": rng, "settings": settings}, path)
+                       "best_state": best_state, "rng": rng, "settings": settings,
+                       "guard": guard}, path)
 
 
 def load_checkpoint(path: Path, *, settings: dict, generator: torch.Generator) -> dict:

@@ -186,6 +186,19 @@ def cpu_bf16_kind(cpuinfo: str | None = None) -> str | None:
     return "amx" if "amx_bf16" in flags else "avx512" if "avx512_bf16" in flags else None
 
 
+# oneDNN ISA caps (the ONEDNN_MAX_CPU_ISA environment variable) below AVX512: oneDNN then runs
+# its AVX2 kernels, whose bf16 Conv3d weight gradients were sound on the AVX512-bf16 EPYC
+# (none of 30 calls per layer shape and layout wrong, median error 1.4 %, where the uncapped
+# 16->16 conv was wrong or inf/NaN in all 30: benchmarks/bench_bf16_faults.py), 12x slower.
+AVX2_ISAS = frozenset({"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2"})
+
+
+def onednn_isa_cap() -> str | None:
+    """The ISA oneDNN is capped to by ONEDNN_MAX_CPU_ISA (or its old name), None if uncapped."""
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return isa.upper() if isa and isa.upper() != "ALL" else None
+
+
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with AMX-bf16 or AVX512-bf16 instructions (bf16 not emulated)."""
     return cpu_bf16_kind() is not None
@@ -199,14 +212,16 @@ def machine_description() -> str:
     simd = ", ".join(kinds) if kinds else "no AVX2"
     bf16 = {"amx": "bf16 fast", "avx512": "bf16 via AVX512, auto picks fp32"}.get(
         cpu_bf16_kind(), "bf16 emulated")
-    return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}"
+    cap = f", ONEDNN_MAX_CPU_ISA={onednn_isa_cap()}" if onednn_isa_cap() else ""
+    return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}{cap}"
             + (f", CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
 
 
 BF16_UNSOUND = ("bf16 on a CPU with AVX512-bf16 but no AMX: here oneDNN's bf16 Conv3d weight "
                 "gradient was measured inf/NaN or wrong (run benchmarks/bench_bf16_faults.py); "
                 "non-finite steps are skipped, wrong finite ones cannot be seen: prefer "
-                "--precision fp32")
+                "--precision fp32 (or ONEDNN_MAX_CPU_ISA=AVX2 in the environment: sound bf16, "
+                "about 12x slower)")
 
 
 @functools.cache
@@ -221,9 +236,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
     Not on a CPU with AVX512-bf16 but no AMX: there oneDNN's bf16 Conv3d weight gradient came
     back inf/NaN in 88 of 400 calls (AMD EPYC, torch 2.14.1; :mod:`echoclr.step_guard`), for
-    1.5x the fp32 speed (benchmarks/bench_precision.py). ``--precision bf16`` still runs it.
+    1.5x the fp32 speed (benchmarks/bench_precision.py). ``--precision bf16`` still runs it,
+    with a warning unless oneDNN is capped to its AVX2 kernels (:data:`AVX2_ISAS`).
     """
-    if precision == "bf16" and device.type == "cpu" and cpu_bf16_kind() == "avx512":
+    if (precision == "bf16" and device.type == "cpu" and cpu_bf16_kind() == "avx512"
+            and onednn_isa_cap() not in AVX2_ISAS):
         warn_bf16_unsound()
     if precision != "auto":
         return precision

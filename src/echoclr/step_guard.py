@@ -12,6 +12,8 @@ than a small share of its steps stops with the flag to change.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 from echoclr import distributed
@@ -81,6 +83,21 @@ class StepGuard:
                else "the training diverged: lower --lr")
         return (f"{self.what}: the loss or gradients were not finite in {self.skipped} of "
                 f"{self.steps} steps ({share:.0%}; those updates were skipped); {fix}")
+
+    def state_dict(self) -> dict[str, int]:
+        """The counters, for a checkpoint: a resumed run's ``skipped_steps`` and stop threshold
+        then count the whole run, not only the part since the resume."""
+        return {"steps": self.steps, "skipped": self.skipped}
+
+    def load_state_dict(self, state: dict[str, int] | None) -> None:
+        """Restore :meth:`state_dict`'s counters (None, from an older checkpoint: keep zeros)."""
+        if state is not None:
+            self.steps, self.skipped = int(state["steps"]), int(state["skipped"])
+
+    def warn(self) -> None:
+        """Warn with :meth:`summary` when any step was skipped."""
+        if self.skipped:
+            warnings.warn(self.summary(), stacklevel=3)
 
     def summary(self) -> str | None:
         """A warning line when any step was skipped, else None."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -179,9 +178,9 @@ def _frozen(cfg: FinetuneConfig, epoch: int) -> bool:
 
 
 def _resume(cfg: FinetuneConfig, model: Classifier, stopper: EarlyStopping, log: JsonlLog,
-            generator: torch.Generator) -> tuple[int, int, dict | None, object]:
+            generator: torch.Generator, guard: StepGuard) -> tuple[int, int, dict | None, object]:
     """(first epoch, step, best state, optimizer) to continue from RUN/checkpoint.pt with
-    ``--resume``; (0, 0, None, None) for a fresh run."""
+    ``--resume`` (and ``guard``'s counters restored); (0, 0, None, None) for a fresh run."""
     path = Path(cfg.out) / CHECKPOINT
     if not (cfg.resume and path.is_file()):
         return 0, 0, None, None
@@ -192,6 +191,7 @@ def _resume(cfg: FinetuneConfig, model: Classifier, stopper: EarlyStopping, log:
     optimizer = torch.optim.Adam(param_groups(model, cfg, frozen=_frozen(cfg, state["epoch"])))
     optimizer.load_state_dict(state["optimizer"])
     log.truncate_after(state["step"])
+    guard.load_state_dict(state.get("guard"))
     return state["epoch"] + 1, state["step"], state["best_state"], optimizer
 
 
@@ -202,9 +202,9 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
     """The epochs: train, validate, keep the best weights, stop early; returns the stopper and
     the best state (None when no validation loss was a number)."""
     stopper = EarlyStopping(cfg.patience, start=cfg.min_epochs)
-    start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator)
     guard = StepGuard(model, what=f"finetune {cfg.out}",
                       precision=resolve_precision(cfg.precision, device))
+    start, step, best_state, optimizer = _resume(cfg, model, stopper, log, generator, guard)
     bar = tqdm(total=cfg.max_steps or cfg.epochs * len(loader), initial=step,
                disable=not cfg.progress, desc=f"finetune {cfg.task}", unit="step")
     for epoch in range(start, cfg.epochs):
@@ -236,10 +236,10 @@ def _train(cfg: FinetuneConfig, model: Classifier, dataset: ClipDataset, loader:
             bar.set_postfix(val_loss=f"{val_loss:.3f}", val_auroc=f"{val_auroc:.3f}")
         save_checkpoint(Path(cfg.out) / CHECKPOINT, model=model, optimizer=optimizer,
                         epoch=epoch, step=step, stopper=stopper, best_state=best_state,
-                        generator=generator, settings=resume_settings(cfg))
+                        generator=generator, settings=resume_settings(cfg),
+                        guard=guard.state_dict())
     bar.close()
-    if guard.summary():
-        warnings.warn(guard.summary(), stacklevel=2)
+    guard.warn()
     return stopper, best_state
 
 

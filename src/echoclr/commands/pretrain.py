@@ -108,7 +108,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     model = model.to(info.device, memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     log = JsonlLog(out / "log.jsonl", enabled=info.is_main)
-    step, epoch, skip = _resume(cfg, model, optimizer, log, info, total_steps)
+    step, epoch, skip, guard_state = _resume(cfg, model, optimizer, log, info, total_steps)
     precision = resolve_precision(cfg.precision, info.device)
     if info.is_main:
         write_config(cfg, out, {"world_size": info.world_size, "steps_per_epoch": len(loader),
@@ -118,6 +118,7 @@ def pretrain(cfg: PretrainConfig) -> Path:
     train_model = _wrap(model, cfg, info)
     monitor = CollapseMonitor()
     guard = StepGuard(train_model, what=f"pretrain {out}", precision=precision)
+    guard.load_state_dict(guard_state)
     recorder = StepRecorder(cfg, model, optimizer, log, info, monitor, start=step,
                             total_steps=total_steps, steps_per_epoch=len(loader), guard=guard)
     train_model.train()
@@ -130,8 +131,8 @@ def pretrain(cfg: PretrainConfig) -> Path:
                                guard=guard)
         epoch, skip = epoch + 1, 0
     recorder.close()
-    if guard.summary() and info.is_main:
-        warnings.warn(guard.summary(), stacklevel=2)
+    if info.is_main:
+        guard.warn()
     return _export(cfg, plan, model, cache, log, monitor, info)
 
 
@@ -158,8 +159,9 @@ def _data(cfg: PretrainConfig, plan: PretrainPlan, cache: VideoCache, info: Dist
 
 
 def _resume(cfg: PretrainConfig, model, optimizer, log: JsonlLog, info: DistInfo,
-            total_steps: int) -> tuple[int, int, int]:
-    """(step, epoch, batch in epoch) to start from: RUN/checkpoint.pt's with ``--resume``.
+            total_steps: int) -> tuple[int, int, int, dict | None]:
+    """(step, epoch, batch in epoch, step-guard counters) to start from: RUN/checkpoint.pt's
+    with ``--resume``.
 
     Raises:
         UserError: a cosine run resumed with another length: its rate at every step depends on
@@ -176,10 +178,10 @@ def _resume(cfg: PretrainConfig, model, optimizer, log: JsonlLog, info: DistInfo
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         log.truncate_after(state["step"])
-        return state["step"], state["epoch"], state["batch_in_epoch"]
+        return state["step"], state["epoch"], state["batch_in_epoch"], state.get("guard")
     if info.is_main:
         log.path.unlink(missing_ok=True)
-    return 0, 0, 0
+    return 0, 0, 0, None
 
 
 def _wrap(model: torch.nn.Module, cfg: PretrainConfig, info: DistInfo) -> torch.nn.Module:
@@ -222,6 +224,8 @@ class StepRecorder:
             state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "step": step, "epoch": epoch + at_end, "total_steps": self.total_steps,
                      "batch_in_epoch": 0 if at_end else batch_in_epoch + 1}
+            if self.guard is not None:
+                state["guard"] = self.guard.state_dict()
             atomic_torch_save(state, Path(cfg.out) / "checkpoint.pt")
 
     def close(self) -> None:
