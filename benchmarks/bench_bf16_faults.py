@@ -7,9 +7,13 @@ gradient of the same input, and the median error of the rest, in both memory lay
 AMD EPYC with AVX512-bf16 and no AMX (torch 2.14.1, oneDNN 3.12) the 16→16 conv on
 (128, 16, 2, 12, 12) was wrong in every call of one run (the inf/NaN share moved between runs,
 0-100 %); this is why ``--precision auto`` runs bf16 on a CPU only with AMX, and why every
-training step is guarded (``echoclr.step_guard``).
+training step is guarded (``echoclr.step_guard``). On the same CPU with oneDNN capped to
+AVX512_CORE the fault stayed (30 of 30 calls wrong); capped to AVX2 every shape was sound (median
+relative error 0.014, 12x slower training). fp32 against float64 (16->16, 8->8, 32->32; 20
+calls each): relative error < 5e-7.
 
     python benchmarks/bench_bf16_faults.py --calls 50
+    ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_bf16_faults.py --calls 30
 """
 
 from __future__ import annotations

@@ -93,13 +93,19 @@ def nan_on_call(fn, calls: set[int]):
     return wrapped
 
 
+def pretrain_cfg(cache, tmp_path, **kw) -> PretrainConfig:
+    """A few fp32 steps of a width-4 r3d_tiny into tmp_path/run, logging every step."""
+    return PretrainConfig(**{"cache": str(cache), "out": str(tmp_path / "run"),
+                             "encoder": "r3d_tiny", "width": 4, "batch_size": 4, "workers": 0,
+                             "log_every": 1, "progress": False, "clip_len": 4, "period": 2,
+                             "precision": "fp32"} | kw)
+
+
 def test_pretraining_skips_a_nan_step_and_exports_a_finite_encoder(tiny_cache, tmp_path,
                                                                   monkeypatch):
     monkeypatch.setattr(echoclr.pretraining, "nt_xent",
                         nan_on_call(echoclr.pretraining.nt_xent, {2}))
-    cfg = PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), encoder="r3d_tiny",
-                         width=4, batch_size=4, max_steps=4, workers=0, log_every=1,
-                         progress=False, clip_len=4, period=2, precision="fp32")
+    cfg = pretrain_cfg(tiny_cache, tmp_path, max_steps=4)
     with pytest.warns(UserWarning, match="1 of 4 steps had a non-finite loss"):
         encoder_path = pretrain(cfg)
     rows = JsonlLog(tmp_path / "run" / "log.jsonl").rows()
@@ -112,9 +118,7 @@ def test_pretraining_that_never_has_a_finite_loss_stops_with_one_line(tiny_cache
                                                                       monkeypatch):
     monkeypatch.setattr(echoclr.pretraining, "nt_xent",
                         nan_on_call(echoclr.pretraining.nt_xent, set(range(1, 100))))
-    cfg = PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), encoder="r3d_tiny",
-                         width=4, batch_size=4, max_steps=8, workers=0, progress=False,
-                         clip_len=4, period=2, precision="fp32")
+    cfg = pretrain_cfg(tiny_cache, tmp_path, max_steps=8)
     with pytest.raises(UserError, match="5 of 5 steps.*lower --lr"):
         pretrain(cfg)
     assert not (tmp_path / "run" / "encoder.pt").exists()
@@ -138,10 +142,7 @@ def test_pretraining_resumed_counts_the_steps_skipped_before_the_kill(tiny_cache
                                                                       monkeypatch):
     monkeypatch.setattr(echoclr.pretraining, "nt_xent",
                         nan_on_call(echoclr.pretraining.nt_xent, {2}))
-    cfg = PretrainConfig(cache=str(tiny_cache), out=str(tmp_path / "run"), encoder="r3d_tiny",
-                         width=4, batch_size=4, max_steps=3, workers=0, log_every=1,
-                         checkpoint_every=2, progress=False, clip_len=4, period=2,
-                         precision="fp32")
+    cfg = pretrain_cfg(tiny_cache, tmp_path, max_steps=3, checkpoint_every=2)
     with pytest.warns(UserWarning, match="1 of 3 steps"):
         pretrain(cfg)  # "killed" after step 3, its checkpoint written
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
