@@ -13,6 +13,7 @@ import pytest
 from echoclr.cli import main
 from echoclr.commands.experiment import ExperimentConfig, ExperimentSpec, run_experiment
 from echoclr.errors import UserError
+from echoclr.report import ONE_ENCODER
 
 POOLED_COLUMNS = ["task", "split", "fraction", "n_labeled_studies", "init", "readout",
                   "n_draws", "auroc_mean", "auroc_sd", "versus", "delta_mean", "draws_won",
@@ -102,6 +103,10 @@ def test_experiment_runs_every_cell_pools_the_draws_and_resumes(tiny_cache, tmp_
     assert (full["n_compared_draws"] == 1).all() and full["note"].str.startswith("one label").all()
     verdict = text[text.index("## Verdict"):text.index("## lvh — test")]
     assert verdict.count(" † |") == len(full) and "† One training run per init" in verdict
+    # EchoCLR's rows rest on one pretraining run, which no label draw re-runs: said so.
+    compared = pooled[(pooled["readout"] == "best") & pooled["versus"].notna()]
+    assert verdict.count(") ‡ |") == (compared["init"] == "echoclr").sum() > 0
+    assert ONE_ENCODER in verdict
     assert not str(half.loc[("echoclr", "best"), "note"]).startswith("one label")  # 2 draws
     assert (out / "label_efficiency.png").stat().st_size > 1000
     # A re-run skips finished cells and pretraining: nothing is rewritten.

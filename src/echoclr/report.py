@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from echoclr.atomic import atomic_write_text
+from echoclr.inits import INITS_WITHOUT_FILE
 from echoclr.runs import JsonlLog, machine_description, pick_device, resolve_precision
 
 
@@ -32,6 +33,15 @@ def _p_text(p: float) -> str:
     return "—" if p != p else ("< 0.001" if p < 0.001 else f"{p:.3f}")
 
 
+# Why: the label draws re-run fine-tuning and probes, but a pretrained init's encoder is one
+# pretraining run, whose own noise no draw samples. On the demo's seed 6 three pretraining runs
+# that differed only in CPU kernels and precision moved EchoCLR's 52-study severe-AS probe from
+# 0.671 to 0.726 and its p pooled from 0.176 to 0.018 (docs/findings.md).
+ONE_ENCODER = ("‡ One pretrained encoder: p pooled covers the label draws and the test studies, "
+               "not the run-to-run noise of pretraining, which one pretraining run cannot "
+               "measure; read it as evidence about this encoder, not about the method.")
+
+
 def verdict_table(pooled: pd.DataFrame) -> str:
     """Markdown: every init's best readout against the reference's, per task, split, fraction."""
     best = pooled[(pooled["readout"] == "best") & pooled["versus"].notna()]
@@ -48,13 +58,17 @@ def verdict_table(pooled: pd.DataFrame) -> str:
         won = "—" if r["draws_won"] != r["draws_won"] else \
             f"{int(r['draws_won'])}/{int(r['n_compared_draws'])}"
         one_run = r["n_compared_draws"] == 1
+        init = f"{r['init']} ({r['chosen']})" + (
+            " ‡" if r["init"] not in INITS_WITHOUT_FILE else "")
         lines.append(f"| {r['task']} | {r['split']} | {r['fraction']:.0%} "
-                     f"({int(r['n_labeled_studies'])}) | {r['init']} ({r['chosen']}) | "
+                     f"({int(r['n_labeled_studies'])}) | {init} | "
                      f"{r['auroc_mean']:.3f} ± {np.nan_to_num(r['auroc_sd']):.3f} | {ref_text} | "
                      f"{delta} | {won} | {_p_text(r['p_pooled'])}{' †' if one_run else ''} |")
     if (best["n_compared_draws"] == 1).any():
         lines += ["", "† One training run per init: this p covers the test studies only, not "
                       "the run-to-run noise of training, so it overstates the evidence."]
+    if (~best["init"].isin(INITS_WITHOUT_FILE)).any():
+        lines += ["", ONE_ENCODER]
     return "\n".join(lines)
 
 
