@@ -119,6 +119,28 @@ def test_experiment_runs_every_cell_pools_the_draws_and_resumes(tiny_cache, tmp_
     assert (out / "pretrain/echoclr/encoder.pt").stat().st_mtime_ns == encoder_stamp
 
 
+def test_pretraining_per_draw_gives_each_label_draw_its_own_encoder(tiny_cache, tmp_path):
+    """With pretrain_per_draw, draw d of EchoCLR reads the encoder pretrained with seed + d, so
+    the draws sample pretraining's noise; the report drops the one-encoder caveat."""
+    spec = write_spec(tmp_path / "spec.toml", tiny_cache, readouts=("probe",))
+    spec.write_text(spec.read_text().replace("fractions = [0.5, 1.0]", "fractions = [0.5]")
+                    .replace("draws = 2\n", "draws = 2\npretrain_per_draw = true\n", 1)
+                    .replace("max_steps = 2", "max_steps = 1"))
+    out = tmp_path / "exp"
+    run_experiment(ExperimentConfig(config=str(spec), out=str(out)))
+    runs = {k: out / "pretrain" / name for k, name in enumerate(("echoclr", "echoclr_draw1"))}
+    seeds = [json.loads((run / "config.json").read_text())["seed"] for run in runs.values()]
+    assert seeds == [0, 1]
+    for draw, run in runs.items():
+        cell = json.loads((out / f"lvh/echoclr/probe/frac0.5_draw{draw}/config.json").read_text())
+        assert cell["init"] == str(run / "encoder.pt")
+    text = (out / "report.md").read_text()
+    assert "one pretraining run per label draw" in text and ONE_ENCODER not in text
+    assert " ‡ |" not in text
+    with pytest.raises(UserError, match="pretrain_per_draw must be true or false"):
+        ExperimentSpec.from_dict({"cache": str(tiny_cache), "pretrain_per_draw": "yes"})
+
+
 def test_spec_checks_readouts_and_draws(tmp_path):
     base = {"cache": str(tmp_path)}
     with pytest.raises(ValueError, match="unknown readouts"):

@@ -39,11 +39,13 @@ def _p_text(p: float) -> str:
 # 0.671 to 0.726 and its p pooled from 0.176 to 0.018 (docs/findings.md).
 ONE_ENCODER = ("‡ One pretrained encoder: p pooled covers the label draws and the test studies, "
                "not the run-to-run noise of pretraining, which one pretraining run cannot "
-               "measure; read it as evidence about this encoder, not about the method.")
+               "measure; read it as evidence about this encoder, not about the method "
+               "(`pretrain_per_draw = true` in the spec gives every draw its own run).")
 
 
-def verdict_table(pooled: pd.DataFrame) -> str:
-    """Markdown: every init's best readout against the reference's, per task, split, fraction."""
+def verdict_table(pooled: pd.DataFrame, *, one_encoder: bool = True) -> str:
+    """Markdown: every init's best readout against the reference's, per task, split, fraction;
+    ``one_encoder``: a pretrained init's draws share one pretraining run (rows marked ‡)."""
     best = pooled[(pooled["readout"] == "best") & pooled["versus"].notna()]
     lines = ["| task | split | labeled studies | init (best readout) | AUROC mean ± sd | versus "
              "| ΔAUROC [95 % CI] | draws won | p pooled |", "|---" * 9 + "|"]
@@ -59,7 +61,7 @@ def verdict_table(pooled: pd.DataFrame) -> str:
             f"{int(r['draws_won'])}/{int(r['n_compared_draws'])}"
         one_run = r["n_compared_draws"] == 1
         init = f"{r['init']} ({r['chosen']})" + (
-            " ‡" if r["init"] not in INITS_WITHOUT_FILE else "")
+            " ‡" if one_encoder and r["init"] not in INITS_WITHOUT_FILE else "")
         lines.append(f"| {r['task']} | {r['split']} | {r['fraction']:.0%} "
                      f"({int(r['n_labeled_studies'])}) | {init} | "
                      f"{r['auroc_mean']:.3f} ± {np.nan_to_num(r['auroc_sd']):.3f} | {ref_text} | "
@@ -67,7 +69,7 @@ def verdict_table(pooled: pd.DataFrame) -> str:
     if (best["n_compared_draws"] == 1).any():
         lines += ["", "† One training run per init: this p covers the test studies only, not "
                       "the run-to-run noise of training, so it overstates the evidence."]
-    if (~best["init"].isin(INITS_WITHOUT_FILE)).any():
+    if one_encoder and (~best["init"].isin(INITS_WITHOUT_FILE)).any():
         lines += ["", ONE_ENCODER]
     return "\n".join(lines)
 
@@ -155,11 +157,14 @@ def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -
              f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", "",
              f"Machine: {machine_description()}; precision {precision_of(out, spec)}.", "",
              skipped_line(out), ""]
+    if spec.pretrain_per_draw:
+        parts[-1:-1] = ["", "Pretrained inits: one pretraining run per label draw (seed + draw), "
+                            "so p pooled holds pretraining's run-to-run noise too."]
     if results.empty or pooled.empty:
         parts.append("No finished cells yet.")
     else:
         parts += ["## Verdict: best readout against the reference's best", "",
-                  verdict_table(pooled), ""]
+                  verdict_table(pooled, one_encoder=not spec.pretrain_per_draw), ""]
         for task in spec.tasks:
             for split in spec.splits:
                 if ((pooled["task"] == task) & (pooled["split"] == split)).any():

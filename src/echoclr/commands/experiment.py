@@ -49,18 +49,26 @@ def cell_name(task: str, init: str, readout: str, fraction: float, draw: int) ->
     return f"{task}/{init}/{readout}/frac{fraction:g}_draw{draw}"
 
 
-def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, Path]:
-    """Pretrain each requested SSL method once (resuming a killed run); returns encoder paths."""
+def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, list[Path]]:
+    """Pretrain each requested SSL method once, or once per label draw with
+    ``pretrain_per_draw`` (resuming a killed run); returns each method's encoder paths, draw d
+    using ``paths[d % len(paths)]``.
+
+    Run k of a method trains with seed (the [pretrain] seed, else the spec's) + k into
+    ``pretrain/METHOD`` (k = 0, the shared run's folder) or ``pretrain/METHOD_drawK``."""
     encoders = {}
     for method in [i for i in spec.inits if i in METHODS]:
-        run = out / "pretrain" / method
-        encoder = run / "encoder.pt"
-        if not encoder.is_file():
-            cfg = PretrainConfig(**({"seed": spec.seed} | spec.pretrain
-                                    | {"cache": spec.cache, "out": str(run), "method": method,
-                                       "resume": True}))
-            encoder = pretrain(cfg)
-        encoders[method] = encoder
+        encoders[method] = []
+        for k in range(spec.pretraining_runs(method)):
+            run = out / "pretrain" / (method if k == 0 else f"{method}_draw{k}")
+            encoder = run / "encoder.pt"
+            if not encoder.is_file():
+                settings = {"seed": spec.seed} | spec.pretrain
+                cfg = PretrainConfig(**(settings | {
+                    "cache": spec.cache, "out": str(run), "method": method, "resume": True,
+                    "seed": settings["seed"] + k}))
+                encoder = pretrain(cfg)
+            encoders[method].append(encoder)
     return encoders
 
 
@@ -99,7 +107,7 @@ def run_cell(spec: ExperimentSpec, out: Path, encoders: dict, task: str, fractio
     run = out / cell_name(task, init, readout, fraction, draw)
     if (run / "done.json").is_file():
         return run
-    init_arg = str(encoders[init]) if init in encoders else init
+    init_arg = str(encoders[init][draw % len(encoders[init])]) if init in encoders else init
     tic = time.perf_counter()
     if readout == "probe":
         _train_probe(spec, out, run, init_arg, task, fraction, draw)

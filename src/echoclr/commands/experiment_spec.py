@@ -37,6 +37,11 @@ class ExperimentSpec:
     reference: str = "random"  # pooled comparisons: every init against this one
     seed: int = 0  # a random init's probe weights; pretraining's seed unless it sets its own
     pretrain: dict = field(default_factory=dict)  # PretrainConfig overrides
+    # One pretraining run per label draw (seed + draw) instead of one shared by every draw: then
+    # the between-draw variance of p pooled holds pretraining's run-to-run noise too (one
+    # pretraining run's noise moved the demo's severe-AS p from 0.176 to 0.018; findings).
+    # Costs a pretraining run per draw of the init's most-drawn readout.
+    pretrain_per_draw: bool = False
     probe: dict = field(default_factory=dict)  # ProbeConfig overrides
     finetune: dict = field(default_factory=dict)  # FinetuneConfig overrides
     finetune_by_init: dict = field(default_factory=dict)  # {init: overrides} on top of finetune
@@ -97,6 +102,9 @@ class ExperimentSpec:
         if data.get("finetune_draws") and data["finetune_draws"] > data.get("draws", 5):
             raise UserError(f"{source}: finetune_draws ({data['finetune_draws']}) exceeds draws "
                              f"({data.get('draws', 5)}): LP-FT starts from the probe of its draw")
+        if not isinstance(data.get("pretrain_per_draw", False), bool):
+            raise UserError(f"{source}: pretrain_per_draw must be true or false, got "
+                            f"{data['pretrain_per_draw']!r}")
         if data.get("draws", 1) < 1:
             raise UserError(f"{source}: draws must be at least 1, got {data['draws']}")
         data = {k: tuple(v) if k in ("tasks", "fractions", "inits", "readouts", "splits") else v
@@ -115,6 +123,14 @@ class ExperimentSpec:
         """The readouts run for ``init`` (LP-FT never for random: its weights are redrawn)."""
         chosen = tuple(self.readouts_by_init.get(init, self.readouts))
         return tuple(r for r in chosen if not (r == "lpft" and init == "random"))
+
+    def pretraining_runs(self, init: str) -> int:
+        """Pretraining runs of a pretrained ``init``: 1, or with ``pretrain_per_draw`` one per
+        draw of its most-drawn readout."""
+        if not self.pretrain_per_draw:
+            return 1
+        return max([self.draws_of(f, r, init) for f in self.fractions
+                    for r in self.readouts_of(init)] + [1])
 
     def draws_of(self, fraction: float, readout: str, init: str | None = None) -> int:
         """Label draws of one fraction and readout (of ``init``; the whole training set is one
