@@ -149,6 +149,9 @@ def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -
     from echoclr.pooled import METHOD
     from echoclr.verdict import SELECTION_RULE
 
+    per_draw = (["Pretrained inits: one pretraining run per label draw (seed + draw), so p "
+                 "pooled holds pretraining's run-to-run noise too.", ""]
+                if spec.pretrain_per_draw else [])
     parts = ["# Label-efficiency experiment", "",
              f"Study-level test AUROC over {spec.draws} label draws per fraction (fine-tuning "
              f"readouts: {spec.finetune_draws or spec.draws}; the whole training set is one "
@@ -156,10 +159,7 @@ def write_report(spec, results: pd.DataFrame, pooled: pd.DataFrame, out: Path) -
              f"Reference init: `{spec.reference}`. ΔAUROC (mean over the draws) and p pooled: "
              f"{METHOD} (echoclr.pooled). Best readout: {SELECTION_RULE}.", "",
              f"Machine: {machine_description()}; precision {precision_of(out, spec)}.", "",
-             skipped_line(out), ""]
-    if spec.pretrain_per_draw:
-        parts[-1:-1] = ["", "Pretrained inits: one pretraining run per label draw (seed + draw), "
-                            "so p pooled holds pretraining's run-to-run noise too."]
+             skipped_line(out), "", *per_draw]
     if results.empty or pooled.empty:
         parts.append("No finished cells yet.")
     else:

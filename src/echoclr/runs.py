@@ -212,8 +212,9 @@ def machine_description() -> str:
     simd = ", ".join(kinds) if kinds else "no AVX2"
     bf16 = {"amx": "bf16 fast", "avx512": "bf16 via AVX512, auto picks fp32"}.get(
         cpu_bf16_kind(), "bf16 emulated")
-    cap = f", ONEDNN_MAX_CPU_ISA={onednn_isa_cap()}" if onednn_isa_cap() else ""
-    return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}{cap}"
+    cap = onednn_isa_cap()
+    return (f"{model} ({simd}; {bf16}), {os.cpu_count()} CPUs, torch {torch.__version__}"
+            + (f", ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
             + (f", CUDA {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""))
 
 

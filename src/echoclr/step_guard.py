@@ -95,13 +95,8 @@ class StepGuard:
             self.steps, self.skipped = int(state["steps"]), int(state["skipped"])
 
     def warn(self) -> None:
-        """Warn with :meth:`summary` when any step was skipped."""
+        """Warn, naming the run, when any step was skipped."""
         if self.skipped:
-            warnings.warn(self.summary(), stacklevel=3)
-
-    def summary(self) -> str | None:
-        """A warning line when any step was skipped, else None."""
-        if not self.skipped:
-            return None
-        return (f"{self.what}: {self.skipped} of {self.steps} steps had a non-finite loss or "
-                f"gradient and were skipped (precision {self.precision})")
+            warnings.warn(f"{self.what}: {self.skipped} of {self.steps} steps had a non-finite "
+                          f"loss or gradient and were skipped (precision {self.precision})",
+                          stacklevel=3)

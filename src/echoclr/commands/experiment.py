@@ -57,13 +57,13 @@ def pretrain_all(spec: ExperimentSpec, out: Path) -> dict[str, list[Path]]:
     Run k of a method trains with seed (the [pretrain] seed, else the spec's) + k into
     ``pretrain/METHOD`` (k = 0, the shared run's folder) or ``pretrain/METHOD_drawK``."""
     encoders = {}
+    settings = {"seed": spec.seed} | spec.pretrain
     for method in [i for i in spec.inits if i in METHODS]:
         encoders[method] = []
         for k in range(spec.pretraining_runs(method)):
             run = out / "pretrain" / (method if k == 0 else f"{method}_draw{k}")
             encoder = run / "encoder.pt"
             if not encoder.is_file():
-                settings = {"seed": spec.seed} | spec.pretrain
                 cfg = PretrainConfig(**(settings | {
                     "cache": spec.cache, "out": str(run), "method": method, "resume": True,
                     "seed": settings["seed"] + k}))
